@@ -1,0 +1,1 @@
+"""Faust agents: consume -> validate -> decide -> send, one flow per module."""

@@ -1,0 +1,1 @@
+"""Read models: a store base per store (Postgres, Neo4j, OTel) and one file per projection."""

@@ -1,0 +1,145 @@
+"""Settings: the one place configuration is read.
+
+Every value comes from an environment variable prefixed ``SESSIONSTREAM_`` (nested groups use
+``__``, e.g. ``SESSIONSTREAM_STACK__KAFKA_PORT``) or from a ``.env`` file in the working
+directory. Settings are read only where the app and the CLI are built; everything else receives
+them as arguments. :func:`load_settings` turns validation failures into a :class:`ConfigError`
+that names each offending variable.
+
+Endpoints left unset (broker, Postgres, Neo4j) mean "the embedded default": the local stack
+under ``state_dir`` provides them (see :mod:`streams.stack`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from streams.errors import ConfigError
+
+__all__ = ["Settings", "StackSettings", "default_state_dir", "load_settings"]
+
+ENV_PREFIX = "SESSIONSTREAM_"
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+def default_state_dir() -> Path:
+    """Where the stack and checkpoints live when ``SESSIONSTREAM_STATE_DIR`` is unset.
+
+    As root this is ``/var/lib/sessionstream``: PostgreSQL refuses to run as root, so it runs as
+    an unprivileged account that must be able to reach its data dir, and ``/root`` is private.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/sessionstream")
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".local" / "share") / "sessionstream"
+
+
+def default_cache_dir() -> Path:
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "sessionstream"
+
+
+class StackSettings(BaseSettings):
+    """Ports of the local stack (``sessionstream stack``).
+
+    A port left unset means "the usual port if it is free, otherwise any free port"; the port
+    chosen is remembered in the state dir so it stays stable across restarts. A port that is
+    set is used exactly, and ``stack up`` fails if it is taken.
+    """
+
+    model_config = SettingsConfigDict(extra="forbid")
+
+    kafka_port: Port | None = None
+    kafka_controller_port: Port | None = None
+    tansu_port: Port | None = None
+    postgres_port: Port | None = None
+    neo4j_bolt_port: Port | None = None
+    prometheus_port: Port | None = None
+    startup_timeout_s: float = Field(default=180.0, gt=0)
+    java: str = "java"
+    postgres_os_user: str = Field(
+        default="nobody",
+        description="Account PostgreSQL runs as when sessionstream runs as root.",
+    )
+
+
+class Settings(BaseSettings):
+    """All of sessionstream's configuration. See the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    state_dir: Path = Field(default_factory=default_state_dir)
+    cache_dir: Path = Field(default_factory=default_cache_dir)
+    broker_url: str | None = Field(
+        default=None,
+        description="Kafka bootstrap, e.g. kafka://127.0.0.1:9092; unset = embedded Tansu.",
+    )
+    postgres_dsn: SecretStr | None = Field(
+        default=None, description="postgresql://user:pass@host:port/db; unset = embedded."
+    )
+    neo4j_uri: str | None = Field(default=None, description="bolt://host:7687; unset = stack's.")
+    neo4j_user: str = "neo4j"
+    neo4j_password: SecretStr | None = None
+    otlp_endpoint: str | None = Field(
+        default=None, description="OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318; unset = off."
+    )
+    metrics_port: Port = 9464
+    sources: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Comma-separated roots to watch; empty = each source's own default paths.",
+    )
+    stack: StackSettings = Field(default_factory=StackSettings)
+
+    @field_validator("sources", mode="before")
+    @classmethod
+    def _split_sources(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(p).expanduser() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("kafka://", "aiokafka://")):
+            raise ValueError("must look like kafka://host:port[;kafka://host2:port]")
+        return value
+
+    @field_validator("postgres_dsn")
+    @classmethod
+    def _check_dsn(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith(
+            ("postgresql://", "postgres://")
+        ):
+            raise ValueError("must be a postgresql:// URL")
+        return value
+
+    @field_validator("neo4j_uri")
+    @classmethod
+    def _check_neo4j(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("bolt://", "neo4j://", "bolt+s://")):
+            raise ValueError("must be a bolt:// or neo4j:// URL")
+        return value
+
+
+def _variable_name(loc: tuple[int | str, ...]) -> str:
+    return ENV_PREFIX + "__".join(str(part).upper() for part in loc if isinstance(part, str))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment; raise :class:`ConfigError` naming each bad one."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        problems = [f"{_variable_name(e['loc'])}: {e['msg']}" for e in exc.errors()]
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(problems)) from exc
