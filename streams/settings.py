@@ -105,7 +105,7 @@ class Settings(BaseSettings):
     @classmethod
     def _split_sources(cls, value: object) -> object:
         if isinstance(value, str):
-            return [Path(p).expanduser() for p in value.split(",") if p.strip()]
+            return [Path(p.strip()).expanduser() for p in value.split(",") if p.strip()]
         return value
 
     @field_validator("broker_url")

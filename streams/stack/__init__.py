@@ -49,7 +49,9 @@ class Stack:
                              f"choose from {', '.join(self.servers)}")
         return [self.servers[n] for n in chosen]
 
-    def up(self, names: Iterable[str] | None = None, report: Report = logger.info) -> dict[str, str]:
+    def up(
+        self, names: Iterable[str] | None = None, report: Report = logger.info
+    ) -> dict[str, str]:
         """Start the chosen servers in parallel; return ``{name: endpoint}``.
 
         Every server is attempted even when another fails; then one :class:`StackError` lists

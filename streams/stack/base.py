@@ -1,4 +1,4 @@
-"""The contract every local server follows: idempotent ``up``, ``down`` that leaves nothing, ``status``.
+"""The contract of every local server: idempotent ``up``, ``down`` leaving nothing, ``status``.
 
 A server subclass says which ports it wants, how to start, how to tell it is ready and what its
 endpoint URL is; this base does the rest (port choice, "already running", waiting with a
@@ -69,7 +69,7 @@ class Server(ABC):
     def is_ready(self, ports: dict[str, int]) -> bool:
         """True once clients can use the server."""
 
-    def prepare(self) -> None:
+    def prepare(self) -> None:  # noqa: B027 - optional hook, most servers need nothing
         """Fetch or check what the server needs before start (jars, binaries); may be slow."""
 
     # -- the contract ----------------------------------------------------------------------------

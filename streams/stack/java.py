@@ -44,7 +44,9 @@ def check_java(java: str, who: str) -> str:
     """Return the java executable, or raise naming ``who`` needs Java 17+ and what was found."""
     exe = shutil.which(java)
     if exe is None:
-        raise StackError(f"{who} needs Java 17+, `{java}` not found (set SESSIONSTREAM_STACK__JAVA)")
+        raise StackError(
+            f"{who} needs Java 17+, `{java}` not found (set SESSIONSTREAM_STACK__JAVA)"
+        )
     out = subprocess.run([exe, "-version"], capture_output=True, text=True, check=False)
     match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
     major = int(match.group(1)) if match else 0

@@ -26,6 +26,10 @@ __all__ = ["ManagedProcess", "free_port", "port_is_free", "wait_for"]
 
 logger = logging.getLogger(__name__)
 
+# Servers outlive the Popen objects that started them; holding the objects here keeps Python
+# from warning that a child "is still running" when they would be garbage-collected.
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
     """True when nothing listens on ``host:port`` and we may bind it."""
@@ -151,6 +155,7 @@ class ManagedProcess:
                 start_new_session=True,
                 user=user,
             )
+        _CHILDREN[proc.pid] = proc
         self.pid_file.write_text(f"{proc.pid} {_start_time(proc.pid)}")
         logger.debug("spawned pid=%s argv=%s", proc.pid, argv)
         return proc.pid
@@ -175,6 +180,9 @@ class ManagedProcess:
             while _alive(pid):
                 time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
+        child = _CHILDREN.pop(pid, None)
+        if child is not None:
+            child.wait()
         return True
 
 
