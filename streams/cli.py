@@ -63,6 +63,8 @@ def cli(verbose: int) -> None:
       sessionstream stack up        start the local servers (Kafka, Tansu, Postgres, Neo4j, ...)
       sessionstream stack status    see what runs where
       sessionstream run             start the main job on the embedded default
+      sessionstream backfill        ingest everything once, wait until caught up, exit
+      sessionstream usage --by day  token and cost totals from Postgres
     """
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -120,32 +122,6 @@ def stack_status(ctx: click.Context) -> None:
         click.echo(status.line())
     if not all(s.ready for s in statuses):
         sys.exit(3)
-
-
-@cli.command()
-@click.pass_context
-@_fails_cleanly
-def run(ctx: click.Context) -> None:
-    """Start the main job on the embedded default (or the configured broker and database).
-
-    The processing pipeline (producers, agents, projections) is not built yet: for now this
-    starts the embedded broker (Tansu) and PostgreSQL when none is configured, prints where they
-    listen, and exits. It does not ingest sessions yet.
-    """
-    settings = _settings(ctx)
-    wanted = []
-    if settings.broker_url is None:
-        wanted.append("tansu")
-    if settings.postgres_dsn is None:
-        wanted.append("postgres")
-    endpoints = Stack(settings).up(wanted, report=click.echo) if wanted else {}
-    broker = settings.broker_url or endpoints["tansu"]
-    click.echo(f"broker:   {broker}")
-    click.echo(f"postgres: {endpoints.get('postgres', '(configured: SESSIONSTREAM_POSTGRES_DSN)')}")
-    click.echo(
-        "The session pipeline is not implemented yet: nothing is ingested. The embedded servers\n"
-        "keep running; stop them with `sessionstream stack down`."
-    )
 
 
 def main() -> None:

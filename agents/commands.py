@@ -1,0 +1,152 @@
+"""The pipeline's commands (``run``, ``backfill``, ``usage``) added to the ``sessionstream`` CLI.
+
+They live here, not in :mod:`streams.cli`, because they assemble agents and projections and
+imports flow one way (schemas <- streams <- projections <- agents). Endpoints left unset are the
+embedded default: the local stack's Tansu and PostgreSQL, started when needed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import click
+import faust
+
+from agents.worker import Endpoints, Pipeline
+from streams.admin import ensure_topics
+from streams.cli import _fails_cleanly, _settings, cli
+from streams.settings import Settings
+from streams.stack import Stack
+
+__all__ = ["main"]
+
+
+def _endpoints(settings: Settings, sources: tuple[Path, ...]) -> Endpoints:
+    wanted = [name for name, configured in (("tansu", settings.broker_url),
+                                            ("postgres", settings.postgres_dsn)) if not configured]
+    started = Stack(settings).up(wanted, report=click.echo) if wanted else {}
+    dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
+           else started["postgres"])
+    return Endpoints(broker_url=settings.broker_url or started["tansu"], postgres_dsn=dsn,
+                     sources=list(sources) or settings.sources)
+
+
+def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool) -> None:
+    asyncio.run(ensure_topics(endpoints.bootstrap))
+    pipeline = Pipeline(settings, endpoints, backfill=backfill, report=click.echo)
+    click.echo(f"broker:   {endpoints.broker_url}\npostgres: {endpoints.postgres_dsn}")
+    worker = faust.Worker(pipeline.app, loglevel="WARNING", quiet=True)
+    worker.execute_from_commandline()
+
+
+_sources = click.option("--source", "sources", multiple=True, type=click.Path(path_type=Path),
+                        help="Root to read (repeatable); default: SESSIONSTREAM_SOURCES, "
+                             "else ~/.claude/projects and $CLAUDE_CONFIG_DIR/projects.")
+
+
+@cli.command()
+@_sources
+@click.pass_context
+@_fails_cleanly
+def run(ctx: click.Context, sources: tuple[Path, ...]) -> None:
+    """Run the main job until Ctrl-C: watch session files, parse, project into Postgres.
+
+    With no broker or database configured it runs on the embedded default (Tansu and an
+    embedded PostgreSQL under the state dir, started if needed). New lines appear in the
+    `sessions`, `messages`, `tool_calls`, `files_touched` and `usage` tables within seconds;
+    see them with `sessionstream usage` or any Postgres client on the printed DSN.
+    """
+    settings = _settings(ctx)
+    _start_worker(settings, _endpoints(settings, sources), backfill=False)
+
+
+@cli.command()
+@_sources
+@click.pass_context
+@_fails_cleanly
+def backfill(ctx: click.Context, sources: tuple[Path, ...]) -> None:
+    """Re-read every source from the start, wait until Postgres has caught up, and exit.
+
+    Safe to repeat: events have deterministic ids and every projection skips what it applied.
+    """
+    settings = _settings(ctx)
+    _start_worker(settings, _endpoints(settings, sources), backfill=True)
+
+
+GROUPINGS = {
+    "session": ("s.id", "s.id"),
+    "day": ("u.day::text", "u.day::text"),
+    "model": ("u.model", "u.model"),
+    "project": ("coalesce(s.project, '?')", "coalesce(s.project, '?')"),
+}
+
+
+@cli.command()
+@click.option("--by", "by", type=click.Choice(list(GROUPINGS)), default="session",
+              show_default=True, help="How to group the totals.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
+@click.pass_context
+@_fails_cleanly
+def usage(ctx: click.Context, by: str, as_json: bool) -> None:
+    """Token and cost totals from Postgres (deduplicated: one row per API response).
+
+    Works whether or not `run` is running; on the embedded default it starts the embedded
+    PostgreSQL if needed.
+    """
+    settings = _settings(ctx)
+    dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
+           else Stack(settings).up(["postgres"], report=lambda _: None)["postgres"])
+    rows = asyncio.run(_usage_rows(dsn, by))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row, default=str))
+        return
+    click.echo(f"{by:<40} {'input':>12} {'output':>10} {'cache_write':>12} {'cache_read':>14}"
+               f" {'cost_usd':>10}")
+    for row in rows:
+        click.echo(f"{str(row['key'])[:40]:<40} {row['input_tokens']:>12} "
+                   f"{row['output_tokens']:>10} {row['cache_creation_tokens']:>12} "
+                   f"{row['cache_read_tokens']:>14} {row['cost_usd']:>10.4f}")
+    unpriced = sorted({m for row in rows for m in row["unpriced_models"]})
+    if unpriced:
+        click.echo(f"not priced (unknown models, cost counted as 0): {', '.join(unpriced)}",
+                   err=True)
+
+
+async def _usage_rows(dsn: str, by: str) -> list[dict[str, object]]:
+    key, group = GROUPINGS[by]
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute("SELECT 1 FROM usage LIMIT 1")
+    except asyncpg.UndefinedTableError:
+        await conn.close()
+        return []
+    try:
+        rows = await conn.fetch(f"""
+            SELECT {key} AS key, sum(u.input_tokens)::bigint AS input_tokens,
+                   sum(u.output_tokens)::bigint AS output_tokens,
+                   sum(u.cache_creation_tokens)::bigint AS cache_creation_tokens,
+                   sum(u.cache_read_tokens)::bigint AS cache_read_tokens,
+                   sum(u.cost_usd) AS cost_usd,
+                   coalesce(array_agg(DISTINCT u.model) FILTER (WHERE NOT u.priced), '{{}}')
+                       AS unpriced_models
+            FROM usage u JOIN sessions s ON s.id = u.session_id
+            GROUP BY {group} ORDER BY 1""")
+    finally:
+        await conn.close()
+    return [{**dict(r), "cost_usd": Decimal(r["cost_usd"] or 0)} for r in rows]
+
+
+def main() -> None:
+    logging.getLogger("faust").setLevel(logging.WARNING)
+    cli(prog_name="sessionstream")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Postgres read models: the store base and one module per projection."""

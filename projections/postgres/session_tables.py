@@ -1,0 +1,315 @@
+"""``SessionTables``: the tables a UI lists sessions from, fed by ``sessions.events.v1``.
+
+Every write is keyed by a natural key (line uuid, ``message.id:requestId``, tool_use id, file
+path and tool use), so an event published twice changes nothing; usage facts keep the largest
+report per response (rule 1 of the session formats); ``agent_progress`` mirrors never reach
+this topic (rule 2). The per-session counters, tokens and cost of ``sessions`` are *derived*
+from the child tables in the same transaction, never incremented, so replays cannot skew them.
+``usage`` is a view: tokens and cost per session, model and day.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, ClassVar
+
+import asyncpg
+
+from projections.base import Record
+from projections.postgres.base import PostgresProjection
+from projections.pricing import PricingTable
+from schemas.events import (
+    AssistantMessage,
+    FileTouched,
+    SessionCompacted,
+    SessionContext,
+    SessionFileRemoved,
+    SessionTitled,
+    SubagentLinked,
+    ToolCalled,
+    ToolResulted,
+    UsageReported,
+    UserPrompted,
+)
+from streams.topics import SESSION_EVENTS
+
+__all__ = ["SessionTables"]
+
+DDL = [
+    """CREATE TABLE IF NOT EXISTS sessions (
+        id text PRIMARY KEY, source text NOT NULL, slug text, title text, title_rank int,
+        project text, working_dir text, session_dir text, agent text NOT NULL,
+        status text NOT NULL DEFAULT 'active', session_type text NOT NULL DEFAULT 'main',
+        first_prompt text, started_at timestamptz, last_activity_at timestamptz,
+        ended_at timestamptz, prompts int NOT NULL DEFAULT 0,
+        assistant_messages int NOT NULL DEFAULT 0, tool_calls int NOT NULL DEFAULT 0,
+        tool_errors int NOT NULL DEFAULT 0, files_touched int NOT NULL DEFAULT 0,
+        subagents int NOT NULL DEFAULT 0, compactions int NOT NULL DEFAULT 0,
+        input_tokens bigint NOT NULL DEFAULT 0, output_tokens bigint NOT NULL DEFAULT 0,
+        cache_creation_tokens bigint NOT NULL DEFAULT 0,
+        cache_read_tokens bigint NOT NULL DEFAULT 0, total_tokens bigint NOT NULL DEFAULT 0,
+        cost_usd numeric(16, 6) NOT NULL DEFAULT 0, unpriced_models text[] NOT NULL DEFAULT '{}'
+    )""",
+    """CREATE TABLE IF NOT EXISTS messages (
+        session_id text NOT NULL, message_key text NOT NULL, role text NOT NULL,
+        agent_id text, model text, at timestamptz, content jsonb NOT NULL DEFAULT '{}',
+        is_meta boolean NOT NULL DEFAULT false, PRIMARY KEY (session_id, message_key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS tool_calls (
+        session_id text NOT NULL, tool_use_id text NOT NULL, name text, input jsonb,
+        agent_id text, called_at timestamptz, is_error boolean, result_excerpt text,
+        resulted_at timestamptz, PRIMARY KEY (session_id, tool_use_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS files_touched (
+        session_id text NOT NULL, path text NOT NULL, tool_use_id text NOT NULL,
+        tool text NOT NULL, access text NOT NULL, at timestamptz,
+        PRIMARY KEY (session_id, path, tool_use_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS usage_facts (
+        session_id text NOT NULL, message_key text NOT NULL, model text NOT NULL,
+        agent_id text, at timestamptz, input_tokens bigint NOT NULL,
+        output_tokens bigint NOT NULL, cache_creation_5m_tokens bigint NOT NULL,
+        cache_creation_1h_tokens bigint NOT NULL, cache_read_tokens bigint NOT NULL,
+        total_tokens bigint NOT NULL, cost_usd numeric(16, 6) NOT NULL, priced boolean NOT NULL,
+        PRIMARY KEY (session_id, message_key)
+    )""",
+    """CREATE TABLE IF NOT EXISTS subagents (
+        session_id text NOT NULL, agent_id text NOT NULL, tool_use_id text,
+        PRIMARY KEY (session_id, agent_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS compactions (
+        session_id text NOT NULL, line_uuid text NOT NULL, at timestamptz, trig text,
+        pre_tokens bigint, PRIMARY KEY (session_id, line_uuid)
+    )""",
+    """CREATE OR REPLACE VIEW usage AS
+        SELECT session_id, model, (at AT TIME ZONE 'UTC')::date AS day,
+               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+               sum(cache_creation_5m_tokens + cache_creation_1h_tokens) AS cache_creation_tokens,
+               sum(cache_read_tokens) AS cache_read_tokens, sum(total_tokens) AS total_tokens,
+               sum(cost_usd) AS cost_usd, count(*) AS responses, bool_and(priced) AS priced
+        FROM usage_facts GROUP BY session_id, model, (at AT TIME ZONE 'UTC')::date""",
+]
+
+_TITLE_RANK = {"summary": 1, "ai": 2, "custom": 3}
+
+RECOMPUTE = """
+UPDATE sessions s SET
+    prompts = (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.role = 'user'
+               AND NOT m.is_meta),
+    assistant_messages = (SELECT count(*) FROM messages m
+                          WHERE m.session_id = s.id AND m.role = 'assistant'),
+    first_prompt = (SELECT m.content->>'text' FROM messages m WHERE m.session_id = s.id
+                    AND m.role = 'user' AND NOT m.is_meta AND m.agent_id IS NULL
+                    ORDER BY m.at NULLS LAST, m.message_key LIMIT 1),
+    tool_calls = (SELECT count(*) FROM tool_calls t WHERE t.session_id = s.id
+                  AND t.name IS NOT NULL),
+    tool_errors = (SELECT count(*) FROM tool_calls t WHERE t.session_id = s.id AND t.is_error),
+    files_touched = (SELECT count(DISTINCT f.path) FROM files_touched f
+                     WHERE f.session_id = s.id),
+    subagents = (SELECT count(*) FROM subagents a WHERE a.session_id = s.id),
+    compactions = (SELECT count(*) FROM compactions c WHERE c.session_id = s.id),
+    input_tokens = u.input, output_tokens = u.output, cache_creation_tokens = u.cc,
+    cache_read_tokens = u.cr, total_tokens = u.total, cost_usd = u.cost,
+    unpriced_models = u.unpriced
+FROM (
+    SELECT ids.id, coalesce(sum(f.input_tokens), 0) AS input,
+           coalesce(sum(f.output_tokens), 0) AS output,
+           coalesce(sum(f.cache_creation_5m_tokens + f.cache_creation_1h_tokens), 0) AS cc,
+           coalesce(sum(f.cache_read_tokens), 0) AS cr, coalesce(sum(f.total_tokens), 0) AS total,
+           coalesce(sum(f.cost_usd), 0) AS cost,
+           coalesce(array_agg(DISTINCT f.model) FILTER (WHERE NOT f.priced), '{}') AS unpriced
+    FROM unnest($1::text[]) AS ids(id) LEFT JOIN usage_facts f ON f.session_id = ids.id
+    GROUP BY ids.id
+) u WHERE s.id = u.id
+"""
+
+
+class SessionTables(PostgresProjection):
+    """sessions, messages, tool_calls, files_touched, usage_facts (+ the ``usage`` view)."""
+
+    name: ClassVar[str] = "postgres.session_tables"
+    source = SESSION_EVENTS
+    ddl = DDL
+    tables = ["sessions", "messages", "tool_calls", "files_touched", "usage_facts",
+              "subagents", "compactions"]
+
+    def __init__(self, dsn: str, pricing: PricingTable | None = None) -> None:
+        super().__init__(dsn)
+        self.pricing = pricing or PricingTable.load()
+
+    async def apply(self, conn: asyncpg.Connection, records: list[Record]) -> None:
+        rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
+        sessions: dict[str, list[Any]] = {}
+        for record in records:
+            envelope = record.value
+            self._touch_session(sessions, envelope)
+            handler = self._HANDLERS.get(type(envelope.payload))
+            if handler is not None:
+                handler(self, rows, sessions, envelope)
+        await conn.executemany(UPSERT_SESSION, list(map(tuple, sessions.values())))
+        for statement, batch in rows.items():
+            await conn.executemany(statement, batch)
+        await conn.execute(RECOMPUTE, list(sessions))
+
+    # -- one handler per payload type ------------------------------------------------------------
+
+    def _touch_session(self, sessions: dict[str, list[Any]], env: Any) -> None:
+        row = sessions.get(env.session_id)
+        at = env.occurred_at
+        if row is None:
+            sessions[env.session_id] = [env.session_id, env.source, env.source, None, None, None,
+                                        None, None, None, at, at, None]
+            return
+        row[9] = min(row[9], at)
+        row[10] = max(row[10], at)
+
+    def _context(self, rows: Any, sessions: dict[str, list[Any]], env: Any) -> None:
+        p: SessionContext = env.payload
+        if p.agent_id is not None:
+            return
+        row = sessions[env.session_id]
+        row[3] = row[3] or p.slug
+        row[4] = row[4] or p.project
+        row[5] = row[5] or p.cwd
+
+    def _title(self, rows: Any, sessions: dict[str, list[Any]], env: Any) -> None:
+        p: SessionTitled = env.payload
+        row = sessions[env.session_id]
+        rank = _TITLE_RANK[p.title_source]
+        if row[7] is None or rank >= row[7]:
+            row[6], row[7] = p.title, rank
+
+    def _removed(self, rows: Any, sessions: dict[str, list[Any]], env: Any) -> None:
+        p: SessionFileRemoved = env.payload
+        if p.agent_id is None:
+            sessions[env.session_id][11] = env.occurred_at
+
+    def _prompt(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: UserPrompted = env.payload
+        content = json.dumps({"text": p.text, "truncated": p.truncated,
+                              "compact_summary": p.is_compact_summary})
+        rows[UPSERT_MESSAGE].append((env.session_id, f"user:{p.line_uuid or env.event_id}",
+                                     "user", p.agent_id, None, _ts(p.timestamp, env), content,
+                                     p.is_meta or p.is_compact_summary))
+
+    def _assistant(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: AssistantMessage = env.payload
+        fragment = json.dumps({p.line_uuid or env.event_id: {"type": p.block_type,
+                                                              "text": p.text}})
+        rows[UPSERT_MESSAGE].append((env.session_id, p.message_key, "assistant", p.agent_id,
+                                     p.model, _ts(p.timestamp, env), fragment, False))
+
+    def _tool_call(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: ToolCalled = env.payload
+        rows[UPSERT_TOOL_CALL].append((env.session_id, p.tool_use_id, p.name,
+                                       json.dumps(p.input), p.agent_id, _ts(p.timestamp, env)))
+
+    def _tool_result(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: ToolResulted = env.payload
+        rows[UPSERT_TOOL_RESULT].append((env.session_id, p.tool_use_id, p.is_error,
+                                         p.content[:500], _ts(p.timestamp, env)))
+
+    def _file(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: FileTouched = env.payload
+        rows[UPSERT_FILE].append((env.session_id, p.path, p.tool_use_id, p.tool, p.access,
+                                  _ts(p.timestamp, env)))
+
+    def _usage(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: UsageReported = env.payload
+        cost = self.pricing.cost_of(p.model, p.input_tokens, p.output_tokens,
+                                    p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
+                                    p.cache_read_tokens, speed=p.speed)
+        rows[UPSERT_USAGE].append((env.session_id, p.message_key, p.model, p.agent_id,
+                                   _ts(p.timestamp, env), p.input_tokens, p.output_tokens,
+                                   p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
+                                   p.cache_read_tokens, p.total, cost.usd, cost.priced))
+
+    def _subagent(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: SubagentLinked = env.payload
+        rows[UPSERT_SUBAGENT].append((env.session_id, p.child_agent_id, p.tool_use_id))
+
+    def _compacted(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: SessionCompacted = env.payload
+        rows[UPSERT_COMPACTION].append((env.session_id, p.line_uuid or env.event_id,
+                                        _ts(p.timestamp, env), p.trigger, p.pre_tokens))
+
+    _HANDLERS: ClassVar[dict[type, Callable[..., None]]] = {
+        SessionContext: _context, SessionTitled: _title, SessionFileRemoved: _removed,
+        UserPrompted: _prompt, AssistantMessage: _assistant, ToolCalled: _tool_call,
+        ToolResulted: _tool_result, FileTouched: _file, UsageReported: _usage,
+        SubagentLinked: _subagent, SessionCompacted: _compacted,
+    }
+
+
+def _ts(value: datetime | None, env: Any) -> datetime:
+    return value or env.occurred_at
+
+
+UPSERT_SESSION = """
+INSERT INTO sessions (id, source, agent, slug, project, working_dir, title, title_rank,
+                      session_dir, started_at, last_activity_at, ended_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+ON CONFLICT (id) DO UPDATE SET
+    slug = coalesce(sessions.slug, EXCLUDED.slug),
+    project = coalesce(sessions.project, EXCLUDED.project),
+    working_dir = coalesce(sessions.working_dir, EXCLUDED.working_dir),
+    title = CASE WHEN EXCLUDED.title_rank >= coalesce(sessions.title_rank, 0)
+                 THEN EXCLUDED.title ELSE sessions.title END,
+    title_rank = greatest(sessions.title_rank, EXCLUDED.title_rank),
+    started_at = least(sessions.started_at, EXCLUDED.started_at),
+    last_activity_at = greatest(sessions.last_activity_at, EXCLUDED.last_activity_at),
+    ended_at = coalesce(EXCLUDED.ended_at, sessions.ended_at),
+    status = CASE WHEN coalesce(EXCLUDED.ended_at, sessions.ended_at) IS NULL
+                  THEN sessions.status ELSE 'closed' END
+"""
+UPSERT_MESSAGE = """
+INSERT INTO messages (session_id, message_key, role, agent_id, model, at, content, is_meta)
+VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+ON CONFLICT (session_id, message_key) DO UPDATE SET
+    content = messages.content || EXCLUDED.content,
+    model = coalesce(messages.model, EXCLUDED.model), at = least(messages.at, EXCLUDED.at)
+"""
+UPSERT_TOOL_CALL = """
+INSERT INTO tool_calls (session_id, tool_use_id, name, input, agent_id, called_at)
+VALUES ($1, $2, $3, $4::jsonb, $5, $6)
+ON CONFLICT (session_id, tool_use_id) DO UPDATE SET
+    name = EXCLUDED.name, input = EXCLUDED.input, agent_id = EXCLUDED.agent_id,
+    called_at = EXCLUDED.called_at
+"""
+UPSERT_TOOL_RESULT = """
+INSERT INTO tool_calls (session_id, tool_use_id, is_error, result_excerpt, resulted_at)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (session_id, tool_use_id) DO UPDATE SET
+    is_error = EXCLUDED.is_error, result_excerpt = EXCLUDED.result_excerpt,
+    resulted_at = EXCLUDED.resulted_at
+"""
+UPSERT_FILE = """
+INSERT INTO files_touched (session_id, path, tool_use_id, tool, access, at)
+VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
+"""
+UPSERT_USAGE = """
+INSERT INTO usage_facts (session_id, message_key, model, agent_id, at, input_tokens,
+    output_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens, cache_read_tokens,
+    total_tokens, cost_usd, priced)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+ON CONFLICT (session_id, message_key) DO UPDATE SET
+    model = EXCLUDED.model, agent_id = EXCLUDED.agent_id, at = EXCLUDED.at,
+    input_tokens = EXCLUDED.input_tokens, output_tokens = EXCLUDED.output_tokens,
+    cache_creation_5m_tokens = EXCLUDED.cache_creation_5m_tokens,
+    cache_creation_1h_tokens = EXCLUDED.cache_creation_1h_tokens,
+    cache_read_tokens = EXCLUDED.cache_read_tokens, total_tokens = EXCLUDED.total_tokens,
+    cost_usd = EXCLUDED.cost_usd, priced = EXCLUDED.priced
+WHERE EXCLUDED.total_tokens > usage_facts.total_tokens
+"""
+UPSERT_SUBAGENT = """
+INSERT INTO subagents (session_id, agent_id, tool_use_id) VALUES ($1, $2, $3)
+ON CONFLICT (session_id, agent_id) DO UPDATE
+SET tool_use_id = coalesce(subagents.tool_use_id, EXCLUDED.tool_use_id)
+"""
+UPSERT_COMPACTION = """
+INSERT INTO compactions (session_id, line_uuid, at, trig, pre_tokens) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT DO NOTHING
+"""

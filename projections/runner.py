@@ -1,0 +1,149 @@
+"""Feeds one projection from its topic: resume from the store's positions, apply, repeat.
+
+The projection's store is the source of truth for its position: on every partition assignment
+the consumer seeks to the positions the store holds (or the beginning), so a crash, a
+rebalance or a second worker neither loses nor re-applies an event. Kafka offsets are also
+committed after each applied batch, only so that ordinary Kafka tools can show the group's lag.
+Transient store errors retry the same batch after ``retry_after``; a batch the store rejects is
+split to find the poison record, which goes to ``<topic>.dlq`` with the reason, and the rest
+goes on. A record that fails its schema is dead-lettered the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.structs import ConsumerRecord
+
+from projections.base import Projection, Record
+from streams.codecs import dead_letter, decode
+from streams.errors import InvalidEvent, ProjectionRejected, ProjectionUnavailable
+
+__all__ = ["ProjectionRunner"]
+
+logger = logging.getLogger(__name__)
+
+
+class _SeekToStore(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: ProjectionRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.runner.seek_to_store(assigned)
+
+
+class ProjectionRunner:
+    """Runs ``projection`` against ``bootstrap`` until :meth:`stop`."""
+
+    def __init__(self, projection: Projection, bootstrap: str, *, batch_size: int = 2000,
+                 on_applied: Callable[[str, int, float], None] | None = None) -> None:
+        self.projection = projection
+        self.topic = projection.source.name
+        self.bootstrap = bootstrap
+        self.batch_size = batch_size
+        self.on_applied = on_applied
+        self.group_id = f"sessionstream.{projection.name}"
+        self._stopping = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.applied = 0
+        self.dead_letters = 0
+
+    async def seek_to_store(self, assigned: set[TopicPartition]) -> None:
+        assert self.consumer is not None
+        stored = {(p.topic, p.partition): p.next_offset for p in await self.projection.positions()}
+        for tp in assigned:
+            offset = stored.get((tp.topic, tp.partition))
+            if offset is None:
+                await self.consumer.seek_to_beginning(tp)
+            else:
+                self.consumer.seek(tp, offset)
+        logger.info("projection=%s assigned=%s resumes from store", self.projection.name,
+                    sorted(tp.partition for tp in assigned))
+
+    async def run(self) -> None:
+        """Consume and apply until :meth:`stop` is called."""
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
+            max_poll_records=self.batch_size,
+        )
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        await self.producer.start()
+        self.consumer.subscribe([self.topic], listener=_SeekToStore(self))
+        await self.consumer.start()
+        try:
+            while not self._stopping.is_set():
+                batch = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+                for tp, messages in batch.items():
+                    if messages:
+                        await self._handle(tp, messages)
+        finally:
+            await self.consumer.stop()
+            await self.producer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _handle(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        records = [await self._decoded(m) for m in messages]
+        started = time.monotonic()
+        applied = await self._apply_with_retry(records)
+        self.applied += applied
+        if self.on_applied is not None:
+            self.on_applied(self.projection.name, applied, time.monotonic() - started)
+        assert self.consumer is not None
+        await self.consumer.commit({tp: messages[-1].offset + 1})
+
+    async def _decoded(self, message: ConsumerRecord) -> Record:
+        try:
+            value = decode(self.projection.source.value, message.value)
+        except InvalidEvent as exc:
+            await self._dead_letter(message, exc)
+            value = None  # applied as a no-op so the position still moves past it
+        return Record(message.topic, message.partition, message.offset, value)
+
+    async def _apply_with_retry(self, records: list[Record]) -> int:
+        while True:
+            try:
+                return await self.projection.apply_batch(records)
+            except ProjectionUnavailable as exc:
+                logger.warning("projection=%s unavailable, retrying in %.1fs: %s",
+                               self.projection.name, exc.retry_after, exc)
+                await asyncio.sleep(exc.retry_after)
+            except ProjectionRejected as exc:
+                if len(records) == 1:
+                    await self._dead_letter_record(records[0], exc)
+                    return await self.projection.apply_batch([records[0].without_value()])
+                half = len(records) // 2
+                return (await self._apply_with_retry(records[:half])
+                        + await self._apply_with_retry(records[half:]))
+
+    async def _dead_letter(self, message: ConsumerRecord, exc: Exception) -> None:
+        assert self.producer is not None
+        logger.warning("projection=%s dead-letters %s[%s]@%s: %s", self.projection.name,
+                       message.topic, message.partition, message.offset, exc)
+        await self.producer.send_and_wait(
+            self.projection.source.dlq,
+            dead_letter(self.projection.name, exc, message.topic, message.partition,
+                        message.offset, message.key, message.value),
+            key=message.key,
+        )
+        self.dead_letters += 1
+
+    async def _dead_letter_record(self, record: Record, exc: Exception) -> None:
+        assert self.producer is not None
+        raw = record.value.model_dump_json().encode() if record.value is not None else None
+        await self.producer.send_and_wait(
+            self.projection.source.dlq,
+            dead_letter(self.projection.name, exc, record.topic, record.partition,
+                        record.offset, None, raw),
+        )
+        self.dead_letters += 1

@@ -1,0 +1,28 @@
+"""``<topic>.dlq``: an event a consumer could not process, with the reason, for a human to see.
+
+The original bytes are kept (base64 is not needed: Kafka values are bytes, and the record
+carries them as text when they decode, else as ``repr``), with the topic, partition and offset
+they came from, and the consumer that gave up on them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+__all__ = ["DeadLetter"]
+
+
+class DeadLetter(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    consumer: str
+    error: str
+    error_type: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None = None
+    value: str
+    failed_at: datetime

@@ -1,0 +1,152 @@
+"""``sessions.events.v1`` (and ``sessions.filtered.v1``): normalized session events.
+
+One typed payload per event kind, discriminated by ``kind`` (equal to the envelope's ``type``).
+Every payload carries where it came from (``line_uuid``, ``agent_id`` for sub-agent files,
+``is_sidechain``) so projections can apply the dedup rules of the session formats:
+usage facts are keyed by ``message_key`` (``message.id`` + ``requestId``) and the largest
+report wins; conversation nodes are keyed by ``line_uuid``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.envelope import Envelope
+
+__all__ = [
+    "AssistantMessage", "EventPayload", "FileTouched", "SessionCompacted", "SessionContext",
+    "SessionEvent", "SessionFileRemoved", "SessionTitled", "SubagentLinked", "SystemEvent",
+    "ToolCalled", "ToolResulted", "UnknownLine", "UsageReported", "UserPrompted",
+]
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    line_uuid: str | None = None
+    timestamp: datetime | None = None
+    agent_id: str | None = Field(default=None, description="Set for lines of sub-agent files.")
+    is_sidechain: bool = False
+
+
+class SessionContext(_Payload):
+    """Facts about the session seen on a line: working dir, branch, slug, version."""
+
+    kind: Literal["session.context"] = "session.context"
+    cwd: str | None = None
+    git_branch: str | None = None
+    slug: str | None = None
+    version: str | None = None
+    project: str | None = Field(default=None, description="Claude's project folder name.")
+
+
+class UserPrompted(_Payload):
+    kind: Literal["user.prompted"] = "user.prompted"
+    text: str
+    is_meta: bool = False
+    is_compact_summary: bool = False
+    truncated: bool = False
+
+
+class AssistantMessage(_Payload):
+    """One fragment (content block) of an assistant response; merge on ``message_key``."""
+
+    kind: Literal["assistant.message"] = "assistant.message"
+    message_key: str
+    model: str | None = None
+    block_type: str = "text"
+    text: str = ""
+    truncated: bool = False
+
+
+class ToolCalled(_Payload):
+    kind: Literal["tool.called"] = "tool.called"
+    tool_use_id: str
+    name: str
+    input: dict[str, Any] = Field(default_factory=dict)
+    message_key: str | None = None
+
+
+class ToolResulted(_Payload):
+    kind: Literal["tool.resulted"] = "tool.resulted"
+    tool_use_id: str
+    is_error: bool = False
+    content: str = ""
+    truncated: bool = False
+
+
+class UsageReported(_Payload):
+    """Token usage of one API response as seen on one line; keep the largest per key."""
+
+    kind: Literal["usage.reported"] = "usage.reported"
+    message_key: str
+    model: str
+    input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    cache_creation_5m_tokens: int = Field(default=0, ge=0)
+    cache_creation_1h_tokens: int = Field(default=0, ge=0)
+    cache_read_tokens: int = Field(default=0, ge=0)
+    speed: str | None = None
+
+    @property
+    def total(self) -> int:
+        return (self.input_tokens + self.output_tokens + self.cache_creation_5m_tokens
+                + self.cache_creation_1h_tokens + self.cache_read_tokens)
+
+
+class SystemEvent(_Payload):
+    kind: Literal["system.event"] = "system.event"
+    subtype: str | None = None
+    content: str = ""
+
+
+class SessionCompacted(_Payload):
+    kind: Literal["session.compacted"] = "session.compacted"
+    trigger: str | None = None
+    pre_tokens: int | None = None
+
+
+class SessionTitled(_Payload):
+    kind: Literal["session.titled"] = "session.titled"
+    title: str
+    title_source: Literal["summary", "ai", "custom"] = "summary"
+
+
+class FileTouched(_Payload):
+    kind: Literal["file.touched"] = "file.touched"
+    path: str
+    tool: str
+    access: Literal["read", "write"]
+    tool_use_id: str
+
+
+class SubagentLinked(_Payload):
+    kind: Literal["subagent.linked"] = "subagent.linked"
+    child_agent_id: str
+    tool_use_id: str | None = None
+
+
+class UnknownLine(_Payload):
+    """A line of a type we do not know yet: kept, never fatal."""
+
+    kind: Literal["line.unknown"] = "line.unknown"
+    line_type: str | None = None
+    raw: str = ""
+
+
+class SessionFileRemoved(_Payload):
+    kind: Literal["session.file_removed"] = "session.file_removed"
+    path: str
+
+
+EventPayload = Annotated[
+    SessionContext | UserPrompted | AssistantMessage | ToolCalled | ToolResulted | UsageReported
+    | SystemEvent | SessionCompacted | SessionTitled | FileTouched | SubagentLinked | UnknownLine
+    | SessionFileRemoved,
+    Field(discriminator="kind"),
+]
+
+SessionEvent = Envelope[EventPayload]  # type: ignore[valid-type]

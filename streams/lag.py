@@ -1,0 +1,49 @@
+"""Consumer-group positions and lag, read from the broker.
+
+Partitions are always passed explicitly (Tansu drops the connection otherwise). Lag against a
+*known* target (the offsets a producer was told it wrote) is exact on any broker; lag against
+the broker's end offsets is only as good as its ``ListOffsets`` (wrong on Tansu after
+multi-record batches, see the README).
+"""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+__all__ = ["committed_offsets", "end_offsets", "lag_to"]
+
+
+async def committed_offsets(bootstrap: str, group: str, topic: str,
+                            partitions: list[int]) -> dict[int, int]:
+    """``{partition: committed offset}`` of ``group`` (-1 where nothing is committed)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in partitions]
+        result = await admin.list_consumer_group_offsets(group, partitions=tps)
+    finally:
+        await admin.close()
+    return {tp.partition: (meta.offset if meta is not None else -1)
+            for tp, meta in result.items()}
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in partitions]
+        ends = await consumer.end_offsets(tps) if tps else {}
+    finally:
+        await consumer.stop()
+    return {tp.partition: offset for tp, offset in ends.items()}
+
+
+async def lag_to(bootstrap: str, group: str, topic: str, targets: dict[int, int]) -> int:
+    """How many records ``group`` still has to commit to reach ``targets`` (next offsets)."""
+    if not targets:
+        return 0
+    committed = await committed_offsets(bootstrap, group, topic, sorted(targets))
+    return sum(max(0, end - committed.get(p, -1)) if committed.get(p, -1) >= 0 else end
+               for p, end in targets.items())
