@@ -12,6 +12,7 @@ faust here: the agent around :func:`decide` consumes, dead-letters :class:`Inval
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -60,6 +61,8 @@ TITLES: dict[str, tuple[str, Literal["summary", "ai", "custom"]]] = {
     "summary": ("summary", "summary"), "ai-title": ("aiTitle", "ai"),
     "custom-title": ("customTitle", "custom"),
 }
+# JSON may escape lone UTF-16 surrogates (JS slicing cuts emoji in half); they cannot be encoded.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 # progress mirrors sub-agent lines and streams tool output; the rest is harness metadata.
 SILENT_TYPES = frozenset({
     "progress", "file-history-snapshot", "queue-operation", "attachment", "last-prompt",
@@ -108,6 +111,17 @@ def _load(event: FileChanged) -> Line:
         raise InvalidEvent(f"{_where(event)}: not JSON (nested too deeply)") from exc
     if not isinstance(value, dict):
         raise InvalidEvent(f"{_where(event)}: not a JSON object (got {type(value).__name__})")
+    return _scrub(value) if SURROGATE_ESCAPE.search(event.payload.line) else value
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD, so events encode as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
     return value
 
 

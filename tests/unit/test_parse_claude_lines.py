@@ -274,6 +274,20 @@ def test_unknown_and_untyped_lines_are_kept_never_fatal() -> None:
     assert (unknown.payload.line_type, unknown.payload.raw) == ("brand-new", huge[:2000])
 
 
+def test_lone_surrogates_are_replaced_so_events_encode() -> None:
+    line = json.dumps({"type": "user", "uuid": "u1", "message": {"content": "cut emoji \ud83d|"}})
+    assert "\\ud83d" in line  # JSON allows the escape; UTF-8 cannot encode the character
+    event = file_line_event(SOURCE, "s1", FileLine(path="/p/s1.jsonl", offset=0, line_no=1,
+                                                   line=line, mtime=MTIME))
+    [prompt] = decide(event)
+    assert prompt.payload.text == "cut emoji \ufffd|"
+    assert "cut emoji" in prompt.model_dump_json()
+    whole = json.dumps({"type": "user", "message": {"content": "ok \U0001F600"}})
+    assert decide(file_line_event(SOURCE, "s1", FileLine(
+        path="/p/s1.jsonl", offset=9, line_no=2, line=whole, mtime=MTIME)))[0].payload.text == (
+        "ok \U0001F600")
+
+
 def test_known_metadata_lines_emit_nothing() -> None:
     events = line_events(DEMO / "metadata.jsonl")
     assert {json.loads(e.payload.line)["type"] for e in events} == {
