@@ -10,9 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel
 
-from schemas.dead_letters import DeadLetter
 from schemas.envelope import SessionKey
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged
@@ -38,9 +37,6 @@ class TopicSpec:
     @property
     def dlq(self) -> str:
         return dead_letter_topic(self.name)
-
-    def value_adapter(self) -> TypeAdapter[object]:
-        return TypeAdapter(self.value)
 
 
 def dead_letter_topic(name: str) -> str:
@@ -73,4 +69,3 @@ SUMMARIES = TopicSpec(
 CATALOGUE: dict[str, TopicSpec] = {
     t.name: t for t in (FILE_CHANGES, SESSION_EVENTS, FILTERED, SUMMARIES)
 }
-DEAD_LETTER_VALUE = DeadLetter
