@@ -1,4 +1,5 @@
-"""The pipeline's commands (``run``, ``backfill``, ``usage``) added to the ``sessionstream`` CLI.
+"""The pipeline's commands (``run``, ``backfill``, ``replay``, ``status``, ``usage``) added to
+the ``sessionstream`` CLI.
 
 They live here, not in :mod:`streams.cli`, because they assemble agents and projections and
 imports flow one way (schemas <- streams <- projections <- agents). Endpoints left unset are the
@@ -18,65 +19,113 @@ import asyncpg
 import click
 import faust
 
-from agents.worker import Endpoints, Pipeline
+from agents.endpoints import Endpoints, resolve_endpoints
+from agents.projection_set import build_projections, resolve_name
+from agents.replay import replay as replay_projection
+from agents.sources import PRODUCERS
+from agents.status import collect_status
+from agents.worker import Pipeline
 from streams.admin import ensure_topics
-from streams.cli import _fails_cleanly, _settings, cli
+from streams.cli import cli, fails_cleanly, settings_of
 from streams.settings import Settings
 from streams.stack import Stack
 
 __all__ = ["main"]
 
 
-def _endpoints(settings: Settings, sources: tuple[Path, ...]) -> Endpoints:
-    wanted = [name for name, configured in (("tansu", settings.broker_url),
-                                            ("postgres", settings.postgres_dsn)) if not configured]
-    started = Stack(settings).up(wanted, report=click.echo) if wanted else {}
-    dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
-           else started["postgres"])
-    return Endpoints(broker_url=settings.broker_url or started["tansu"], postgres_dsn=dsn,
-                     sources=list(sources) or settings.sources)
-
-
 def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool) -> None:
     asyncio.run(ensure_topics(endpoints.bootstrap))
     pipeline = Pipeline(settings, endpoints, backfill=backfill, report=click.echo)
-    click.echo(f"broker:   {endpoints.broker_url}\npostgres: {endpoints.postgres_dsn}")
+    click.echo(f"broker:   {endpoints.broker_url}\npostgres: {endpoints.postgres_dsn}\n"
+               f"neo4j:    {endpoints.neo4j_uri or 'off (not configured, not running)'}")
+    if endpoints.fresh_log:
+        click.echo("the embedded broker started empty: re-reading every source from the start")
     worker = faust.Worker(pipeline.app, loglevel="WARNING", quiet=True)
     worker.execute_from_commandline()
 
 
-_sources = click.option("--source", "sources", multiple=True, type=click.Path(path_type=Path),
-                        help="Root to read (repeatable); default: SESSIONSTREAM_SOURCES, "
-                             "else ~/.claude/projects and $CLAUDE_CONFIG_DIR/projects.")
+_sources = click.option(
+    "--source", "sources", multiple=True, type=click.Path(path_type=Path),
+    help="Root to read, as PATH or KIND=PATH (repeatable; kinds: "
+         f"{', '.join(PRODUCERS)}). Default: SESSIONSTREAM_SOURCES, else each source's own "
+         "paths (~/.claude/projects, $CLAUDE_CONFIG_DIR/projects, ...).")
 
 
 @cli.command()
 @_sources
 @click.pass_context
-@_fails_cleanly
+@fails_cleanly
 def run(ctx: click.Context, sources: tuple[Path, ...]) -> None:
-    """Run the main job until Ctrl-C: watch session files, parse, project into Postgres.
+    """Run the main job until Ctrl-C: watch session files, parse, project.
 
     With no broker or database configured it runs on the embedded default (Tansu and an
-    embedded PostgreSQL under the state dir, started if needed). New lines appear in the
-    `sessions`, `messages`, `tool_calls`, `files_touched` and `usage` tables within seconds;
-    see them with `sessionstream usage` or any Postgres client on the printed DSN.
+    embedded PostgreSQL under the state dir, started if needed); the Neo4j graph is built when
+    SESSIONSTREAM_NEO4J_URI is set or `sessionstream stack up neo4j` runs. New lines appear in
+    the `sessions`, `messages`, `tool_calls`, `files_touched` and `usage` tables within
+    seconds; see them with `sessionstream usage`, `sessionstream status`, any Postgres client
+    on the printed DSN, and the metrics on http://127.0.0.1:9464/metrics.
     """
-    settings = _settings(ctx)
-    _start_worker(settings, _endpoints(settings, sources), backfill=False)
+    settings = settings_of(ctx)
+    _start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=False)
 
 
 @cli.command()
 @_sources
 @click.pass_context
-@_fails_cleanly
+@fails_cleanly
 def backfill(ctx: click.Context, sources: tuple[Path, ...]) -> None:
-    """Re-read every source from the start, wait until Postgres has caught up, and exit.
+    """Re-read every source from the start, wait until every projection caught up, exit.
 
     Safe to repeat: events have deterministic ids and every projection skips what it applied.
+
+    \b
+    Examples:
+      sessionstream backfill                                  your own sessions
+      sessionstream backfill --source ../shared/fixtures/sessions/claude-code
+      sessionstream backfill --source codex=~/.codex/sessions
     """
-    settings = _settings(ctx)
-    _start_worker(settings, _endpoints(settings, sources), backfill=True)
+    settings = settings_of(ctx)
+    _start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=True)
+
+
+@cli.command()
+@click.argument("projection")
+@click.pass_context
+@fails_cleanly
+def replay(ctx: click.Context, projection: str) -> None:
+    """Rebuild PROJECTION from the topics: reset its data and position, re-apply everything.
+
+    PROJECTION is `postgres` (postgres.session_tables) or `neo4j` (neo4j.session_graph).
+    Stop `sessionstream run` first: two writers of one store would fight over its position.
+    Progress is printed as it goes; the result equals the live projection.
+    """
+    settings = settings_of(ctx)
+    endpoints = resolve_endpoints(settings, (), click.echo)
+    built = build_projections(settings, endpoints)
+    chosen = built[resolve_name(projection, built)]
+    asyncio.run(replay_projection(chosen, endpoints.bootstrap, report=click.echo))
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per projection.")
+@click.pass_context
+@fails_cleanly
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Per projection and agent: position, lag and dead letters.
+
+    Reads the stores' own positions (so it works whether or not `run` is running) and, when
+    the broker is reachable, the topics' end offsets and dead-letter counts.
+    """
+    settings = settings_of(ctx)
+    rows = asyncio.run(collect_status(settings))
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row.as_dict()))
+        return
+    click.echo(f"{'consumer':<26} {'topic':<26} {'position':>10} {'end':>10} {'lag':>8} "
+               f"{'dead letters':>12}")
+    for row in rows:
+        click.echo(row.line())
 
 
 GROUPINGS = {
@@ -92,14 +141,14 @@ GROUPINGS = {
               show_default=True, help="How to group the totals.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
 @click.pass_context
-@_fails_cleanly
+@fails_cleanly
 def usage(ctx: click.Context, by: str, as_json: bool) -> None:
     """Token and cost totals from Postgres (deduplicated: one row per API response).
 
     Works whether or not `run` is running; on the embedded default it starts the embedded
     PostgreSQL if needed.
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
            else Stack(settings).up(["postgres"], report=lambda _: None)["postgres"])
     rows = asyncio.run(_usage_rows(dsn, by))

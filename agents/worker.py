@@ -1,73 +1,89 @@
 """The main job: producers, agents and projections assembled into one faust worker.
 
-``Pipeline`` owns the composition and nothing else: which producer feeds which topic, which
-agent turns which topic into which, which projections run. Producers and projection runners
-run as faust tasks beside the agents, so one process (or N, sharing partitions through their
-consumer groups) does the whole job. ``backfill`` mode re-reads the sources from the start,
-waits until every stage has caught up, then stops the worker the way Ctrl-C would.
+``Pipeline`` owns the composition and nothing else:
+
+* producers (one per source) publish raw lines to ``sessions.file-changes.v1``;
+* the ``parse_lines`` agent turns them into ``sessions.events.v1`` (one parser per source);
+* the ``filter_events`` agent writes the content-filtered copy, ``sessions.filtered.v1``;
+* the summarizer folds events into ``sessions.summaries.v1`` (open, update, close);
+* projection runners apply ``sessions.events.v1`` to Postgres and, when configured, Neo4j;
+* the metrics exporter serves totals derived from the Postgres state (restart-safe).
+
+Producers, the summarizer and projection runners run as faust tasks beside the agents, so one
+process (or N, sharing partitions through their consumer groups) does the whole job.
+``backfill`` mode re-reads the sources from the start, waits until every stage has caught up
+with exactly what was published, then stops the worker the way Ctrl-C would.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable
+from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from opentelemetry.sdk.metrics import MeterProvider
 
-from agents import parse_claude_lines
+from agents import filter_events, parse_lines
+from agents.endpoints import Endpoints
 from agents.flow import Flow
-from projections.postgres.session_tables import SessionTables
+from agents.projection_set import build_projections
+from agents.sources import build_producers
+from agents.summarize_runner import SummarizeRunner
+from projections.otel.export import start_metrics
+from projections.otel.metrics import SessionMetrics
+from projections.pricing import PricingTable
 from projections.runner import ProjectionRunner
 from schemas.file_changes import FileChanged
 from streams.app import create_app
 from streams.codecs import encode, encode_key
-from streams.lag import lag_to
-from streams.producers.claude import ClaudeCodeProducer
+from streams.lag import end_offsets, lag_to
 from streams.settings import Settings
-from streams.topics import FILE_CHANGES, SESSION_EVENTS
+from streams.topics import FILE_CHANGES, FILTERED, SESSION_EVENTS
 
-__all__ = ["APP_ID", "Endpoints", "Pipeline"]
+__all__ = ["APP_ID", "Pipeline"]
 
 logger = logging.getLogger(__name__)
 
 APP_ID = "sessionstream"
 
-
-@dataclass(frozen=True)
-class Endpoints:
-    """Where the worker's stores are, resolved by the CLI (configured or embedded)."""
-
-    broker_url: str
-    postgres_dsn: str
-    sources: list[Path] = field(default_factory=list)
-
-    @property
-    def bootstrap(self) -> str:
-        return ";".join(u.removeprefix("kafka://") for u in self.broker_url.split(";"))
+Report = Callable[[str], None]
 
 
 class Pipeline:
     """Builds the faust app of the main job; ``backfill=True`` makes it exit once caught up."""
 
     def __init__(self, settings: Settings, endpoints: Endpoints, *, backfill: bool = False,
-                 report: callable = print) -> None:  # type: ignore[valid-type]
+                 report: Report = print) -> None:
         self.settings = settings
         self.endpoints = endpoints
         self.backfill = backfill
         self.report = report
         self.app = create_app(APP_ID, endpoints.broker_url, settings.state_dir)
-        self.producer = ClaudeCodeProducer(
-            roots=endpoints.sources or ClaudeCodeProducer.default_roots(os.environ),
-            checkpoint_path=settings.state_dir / "checkpoints" / "claude-code.json",
-            publish=self._publish,
+        self.producers = build_producers(settings, endpoints.sources, self._publish)
+        # Metrics are served by `run` only; the port is bound here so a taken port is reported
+        # before anything else starts. Backfill records into a provider nobody reads.
+        self.exporter = (None if backfill else
+                         start_metrics(settings.metrics_port, endpoints.otlp_endpoint,
+                                       settings.metrics_host))
+        projections = build_projections(settings, endpoints)
+        pricing = PricingTable.load(settings.pricing_file)
+        self.metrics = SessionMetrics(
+            self.exporter.meter_provider if self.exporter else MeterProvider(),
+            list(projections.values()))
+        self.projections = [
+            ProjectionRunner(projection, endpoints.bootstrap, on_applied=self.metrics.record_write)
+            for projection in projections.values()
+        ]
+        self.summarizer = SummarizeRunner(
+            endpoints.bootstrap, inactivity_timeout=settings.inactivity_timeout_s,
+            update_interval=settings.summary_interval_s, pricing=pricing, report=report,
         )
-        self.projections = [ProjectionRunner(SessionTables(endpoints.postgres_dsn),
-                                             endpoints.bootstrap)]
         self._kafka: AIOKafkaProducer | None = None
         self._published_ends: dict[int, int] = {}
         self._stop = asyncio.Event()
@@ -78,22 +94,38 @@ class Pipeline:
         raw = {"key_serializer": "raw", "value_serializer": "raw"}
         file_changes = app.topic(FILE_CHANGES.name, partitions=FILE_CHANGES.partitions, **raw)
         events = app.topic(SESSION_EVENTS.name, partitions=SESSION_EVENTS.partitions, **raw)
-        dlq = app.topic(FILE_CHANGES.dlq, partitions=1, **raw)
-        self.flow = flow = Flow("parse_claude_lines", FILE_CHANGES.value,
-                                parse_claude_lines.decide, events, dlq)
-
-        async def parse_claude_lines_agent(stream: faust.StreamT) -> None:
-            await flow(stream)
-
-        app.agent(file_changes, name="parse_claude_lines")(parse_claude_lines_agent)
-        app.task(self._run_producer)
+        filtered = app.topic(FILTERED.name, partitions=FILTERED.partitions, **raw)
+        self.parse = Flow("parse_lines", FILE_CHANGES.value, parse_lines.decide, events,
+                          app.topic(FILE_CHANGES.dlq, partitions=1, **raw))
+        policy = filter_events.FilterPolicy.from_mapping(self.settings.content_modes)
+        self.filter = Flow("filter_events", SESSION_EVENTS.value,
+                           functools.partial(filter_events.decide, policy), filtered,
+                           app.topic(SESSION_EVENTS.dlq, partitions=1, **raw))
+        for flow, topic in ((self.parse, file_changes), (self.filter, events)):
+            app.agent(topic, name=flow.name)(self._agent_for(flow))
+        app.task(self._run_producers)
+        app.task(self._run_summarizer)
         for runner in self.projections:
             app.task(self._task_for(runner))
+        if not self.backfill:
+            app.task(self._run_metrics)
 
-    def _task_for(self, runner: ProjectionRunner):  # noqa: ANN202 - faust task
+    @staticmethod
+    def _agent_for(flow: Flow) -> Callable[[faust.StreamT], Any]:
+        async def agent(stream: faust.StreamT) -> None:
+            await flow(stream)
+
+        agent.__name__ = flow.name
+        return agent
+
+    def _task_for(self, runner: ProjectionRunner) -> Callable[[], Any]:
         async def run_projection() -> None:
             await runner.projection.start()
             try:
+                if self.endpoints.fresh_log:
+                    # The embedded broker started empty: positions point into a log that is
+                    # gone. The producers re-publish everything; natural keys converge.
+                    await runner.projection.forget_positions()
                 await runner.run()
             finally:
                 await runner.projection.stop()
@@ -110,40 +142,90 @@ class Pipeline:
             self._published_ends[meta.partition] = max(
                 self._published_ends.get(meta.partition, 0), meta.offset + 1)
 
-    async def _run_producer(self) -> None:
+    async def _run_producers(self) -> None:
         self._kafka = AIOKafkaProducer(bootstrap_servers=self.endpoints.bootstrap, acks="all",
                                        linger_ms=5)
         await self._kafka.start()
         try:
             if self.backfill:
                 await self._backfill()
-            else:
-                roots = ", ".join(str(r) for r in self.producer.roots)
-                self.report(f"watching {roots}")
-                await self.producer.run(self._stop)
+                return
+            if self.endpoints.fresh_log:
+                for producer in self.producers:
+                    producer.reset()
+            for producer in self.producers:
+                roots = ", ".join(str(r) for r in producer.roots)
+                self.report(f"watching {producer.source}: {roots}")
+            await asyncio.gather(*(p.run(self._stop) for p in self.producers))
         finally:
             await self._kafka.stop()
 
+    async def _run_summarizer(self) -> None:
+        await self.summarizer.run()
+
+    async def _run_metrics(self) -> None:
+        assert self.exporter is not None
+        if self.exporter.url:
+            self.report(f"metrics:  {self.exporter.url}")
+        if self.exporter.otlp_endpoint:
+            self.report(f"otlp:     {self.exporter.otlp_endpoint}")
+        try:
+            await self.metrics.run(self._stop, self.endpoints.postgres_dsn, lags=self._lags)
+        finally:
+            self.exporter.shutdown()
+
+    async def _lags(self) -> dict[str, int]:
+        """Per projection: records of its topic not applied yet (for the lag gauge)."""
+        targets = self.parse.produced_ends
+        return {r.projection.name: await lag_to(self.endpoints.bootstrap, r.group_id, r.topic,
+                                                targets)
+                for r in self.projections}
+
     async def _backfill(self) -> None:
-        self.producer.reset()
-        published = await self.producer.backfill()
-        self.report(f"published {published} lines from {len(self.producer.roots)} root(s); "
+        published = 0
+        for producer in self.producers:
+            producer.reset()
+            published += await producer.backfill()
+        roots = sum(len(p.roots) for p in self.producers)
+        self.report(f"published {published} lines from {roots} root(s); "
                     "waiting for the agents and projections to catch up...")
         await self._wait_caught_up()
         self.report("caught up")
         os.kill(os.getpid(), signal.SIGTERM)  # the same clean stop as Ctrl-C
 
     async def _wait_caught_up(self) -> None:
-        """Until the parse agent has committed past every line published here, and each
-        projection past every event the agent produced (exact targets, any broker)."""
+        """Until the parse agent has committed past every line in its topic, and every consumer
+        of the events past every event in theirs, then one more summarizer tick.
+
+        The targets are, per partition, the larger of the end offset read once here and the
+        offsets the broker confirmed for what this run published or produced: exact on any
+        broker for this run's records (the embedded one under-reports end offsets after
+        multi-record batches), and on Kafka also for records of earlier runs, which a
+        projection with a fresh store must apply too."""
         bootstrap = self.endpoints.bootstrap
+        lines_end = await end_offsets(bootstrap, FILE_CHANGES.name)
+        events_end = await end_offsets(bootstrap, SESSION_EVENTS.name)
         while True:
             lags = {"parse": await lag_to(bootstrap, APP_ID, FILE_CHANGES.name,
-                                          self._published_ends)}
+                                          _merge(lines_end, self._published_ends))}
+            events = _merge(events_end, self.parse.produced_ends)
+            lags["filter"] = await lag_to(bootstrap, APP_ID, SESSION_EVENTS.name, events)
+            lags["summarize"] = await lag_to(bootstrap, self.summarizer.group_id,
+                                             SESSION_EVENTS.name, events)
             for runner in self.projections:
-                lags[runner.projection.name] = await lag_to(
-                    bootstrap, runner.group_id, runner.topic, self.flow.produced_ends)
+                lags[runner.projection.name] = await lag_to(bootstrap, runner.group_id,
+                                                            runner.topic, events)
             if sum(lags.values()) == 0:
+                # One summarizer tick after the last event: closes of idle sessions go out.
+                await asyncio.sleep(self.summarizer.tick_interval + 0.5)
                 return
             self.report("  remaining: " + ", ".join(f"{k}={v}" for k, v in lags.items()))
             await asyncio.sleep(1.0)
+
+
+def _merge(*targets: dict[int, int]) -> dict[int, int]:
+    merged: dict[int, int] = {}
+    for target in targets:
+        for partition, offset in target.items():
+            merged[partition] = max(merged.get(partition, 0), offset)
+    return {p: o for p, o in merged.items() if o > 0}

@@ -68,3 +68,8 @@ class Projection(ABC):
     @abstractmethod
     async def reset(self) -> None:
         """Forget this projection's data and positions, so a replay rebuilds it from offset 0."""
+
+    @abstractmethod
+    async def forget_positions(self) -> None:
+        """Forget the positions but keep the data: the topic was recreated (a new, empty log)
+        and its events will be published again; natural keys make re-applying them converge."""

@@ -33,7 +33,8 @@ class _SeekToStore(ConsumerRebalanceListener):  # type: ignore[misc]
         self.runner = runner
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        return None
+        for tp in revoked:
+            self.runner._expected.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.runner.seek_to_store(assigned)
@@ -43,28 +44,35 @@ class ProjectionRunner:
     """Runs ``projection`` against ``bootstrap`` until :meth:`stop`."""
 
     def __init__(self, projection: Projection, bootstrap: str, *, batch_size: int = 2000,
-                 on_applied: Callable[[str, int, float], None] | None = None) -> None:
+                 on_applied: Callable[[str, int, float], None] | None = None,
+                 group_id: str | None = None) -> None:
         self.projection = projection
         self.topic = projection.source.name
         self.bootstrap = bootstrap
         self.batch_size = batch_size
         self.on_applied = on_applied
-        self.group_id = f"sessionstream.{projection.name}"
+        self.group_id = group_id or f"sessionstream.{projection.name}"
         self._stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.applied = 0
         self.dead_letters = 0
+        self.next_offsets: dict[int, int] = {}  # partition -> next offset handled here
+        self.idle = False  # the last fetch returned nothing: at the end of the log for now
+        # Where the next record of each assigned partition must start. aiokafka may fetch from
+        # the group's committed offset before the rebalance listener's seek lands; such a
+        # batch does not start where the store says and is dropped (the seek refetches it).
+        self._expected: dict[TopicPartition, int] = {}
 
     async def seek_to_store(self, assigned: set[TopicPartition]) -> None:
         assert self.consumer is not None
         stored = {(p.topic, p.partition): p.next_offset for p in await self.projection.positions()}
+        missing = [tp for tp in assigned if (tp.topic, tp.partition) not in stored]
+        beginnings = await self.consumer.beginning_offsets(missing) if missing else {}
         for tp in assigned:
-            offset = stored.get((tp.topic, tp.partition))
-            if offset is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, offset)
+            offset = stored.get((tp.topic, tp.partition), beginnings.get(tp, 0))
+            self.consumer.seek(tp, offset)
+            self._expected[tp] = offset
         logger.info("projection=%s assigned=%s resumes from store", self.projection.name,
                     sorted(tp.partition for tp in assigned))
 
@@ -82,6 +90,7 @@ class ProjectionRunner:
         try:
             while not self._stopping.is_set():
                 batch = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+                self.idle = not any(batch.values())
                 for tp, messages in batch.items():
                     if messages:
                         await self._handle(tp, messages)
@@ -93,6 +102,16 @@ class ProjectionRunner:
         self._stopping.set()
 
     async def _handle(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
+        expected = self._expected.get(tp)
+        if expected is None:
+            return  # not (yet) assigned through the listener
+        messages = [m for m in messages if m.offset >= expected]
+        if not messages or messages[0].offset != expected:
+            if messages:
+                logger.debug("projection=%s drops a fetch of %s from %s (store at %s)",
+                             self.projection.name, tp, messages[0].offset, expected)
+            return
+        self._expected[tp] = messages[-1].offset + 1
         records = [await self._decoded(m) for m in messages]
         started = time.monotonic()
         applied = await self._apply_with_retry(records)
@@ -101,6 +120,7 @@ class ProjectionRunner:
             self.on_applied(self.projection.name, applied, time.monotonic() - started)
         assert self.consumer is not None
         await self.consumer.commit({tp: messages[-1].offset + 1})
+        self.next_offsets[tp.partition] = messages[-1].offset + 1
 
     async def _decoded(self, message: ConsumerRecord) -> Record:
         try:
@@ -127,23 +147,22 @@ class ProjectionRunner:
                         + await self._apply_with_retry(records[half:]))
 
     async def _dead_letter(self, message: ConsumerRecord, exc: Exception) -> None:
-        assert self.producer is not None
-        logger.warning("projection=%s dead-letters %s[%s]@%s: %s", self.projection.name,
-                       message.topic, message.partition, message.offset, exc)
-        await self.producer.send_and_wait(
-            self.projection.source.dlq,
-            dead_letter(self.projection.name, exc, message.topic, message.partition,
-                        message.offset, message.key, message.value),
-            key=message.key,
-        )
-        self.dead_letters += 1
+        await self._send_dead_letter(exc, message.topic, message.partition, message.offset,
+                                     message.key, message.value)
 
     async def _dead_letter_record(self, record: Record, exc: Exception) -> None:
-        assert self.producer is not None
         raw = record.value.model_dump_json().encode() if record.value is not None else None
+        await self._send_dead_letter(exc, record.topic, record.partition, record.offset, None,
+                                     raw)
+
+    async def _send_dead_letter(self, exc: Exception, topic: str, partition: int, offset: int,
+                                key: bytes | None, value: bytes | None) -> None:
+        assert self.producer is not None
+        logger.warning("projection=%s dead-letters %s[%s]@%s: %s", self.projection.name,
+                       topic, partition, offset, exc)
         await self.producer.send_and_wait(
             self.projection.source.dlq,
-            dead_letter(self.projection.name, exc, record.topic, record.partition,
-                        record.offset, None, raw),
+            dead_letter(self.projection.name, exc, topic, partition, offset, key, value),
+            key=key,
         )
         self.dead_letters += 1

@@ -7,25 +7,32 @@ exceptions are bugs and keep their traceback.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 
 from streams import __version__
 from streams.errors import ConfigError, SessionStreamError
-from streams.settings import Settings, load_settings
+from streams.schema_export import export_schemas
+from streams.settings import Settings, bootstrap_of, load_settings
 from streams.stack import SERVERS, Stack
+from streams.tail import tail as tail_topic
+from streams.topics import CATALOGUE
 
-__all__ = ["main"]
+__all__ = ["cli", "fails_cleanly", "main", "settings_of"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _fails_cleanly(func: F) -> F:
+def fails_cleanly(func: F) -> F:
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -40,7 +47,7 @@ def _fails_cleanly(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def _settings(ctx: click.Context) -> Settings:
+def settings_of(ctx: click.Context) -> Settings:
     if ctx.obj is None:
         ctx.obj = load_settings()
     return ctx.obj  # type: ignore[no-any-return]
@@ -88,7 +95,7 @@ _names = click.argument("servers", nargs=-1, type=click.Choice(list(SERVERS)))
 @stack.command("up")
 @_names
 @click.pass_context
-@_fails_cleanly
+@fails_cleanly
 def stack_up(ctx: click.Context, servers: tuple[str, ...]) -> None:
     """Start SERVERS (default: all) and wait until each is ready. Safe to run twice.
 
@@ -97,7 +104,7 @@ def stack_up(ctx: click.Context, servers: tuple[str, ...]) -> None:
       sessionstream stack up                  everything
       sessionstream stack up postgres tansu   just the embedded default
     """
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     click.echo(f"starting {', '.join(servers or SERVERS)} under {settings.state_dir}/stack ...")
     Stack(settings).up(servers or None, report=click.echo)
 
@@ -105,23 +112,93 @@ def stack_up(ctx: click.Context, servers: tuple[str, ...]) -> None:
 @stack.command("down")
 @_names
 @click.pass_context
-@_fails_cleanly
+@fails_cleanly
 def stack_down(ctx: click.Context, servers: tuple[str, ...]) -> None:
     """Stop SERVERS (default: all) and every process they started. Data is kept."""
-    Stack(_settings(ctx)).down(servers or None, report=click.echo)
+    Stack(settings_of(ctx)).down(servers or None, report=click.echo)
 
 
 @stack.command("status")
 @click.pass_context
-@_fails_cleanly
+@fails_cleanly
 def stack_status(ctx: click.Context) -> None:
     """Print each server's state, pid, endpoint and data dir. Exit 0 only if all are ready."""
-    statuses = Stack(_settings(ctx)).status()
+    statuses = Stack(settings_of(ctx)).status()
     click.echo(f"{'server':<11} {'state':<9} {'pid':>8}  {'endpoint':<36} data")
     for status in statuses:
         click.echo(status.line())
     if not all(s.ready for s in statuses):
         sys.exit(3)
+
+
+def running_broker(settings: Settings) -> str:
+    """The configured broker, else the running embedded one; never starts an empty broker."""
+    if settings.broker_url:
+        return bootstrap_of(settings.broker_url)
+    endpoint = Stack(settings).endpoint("tansu")
+    if endpoint is None:
+        raise SessionStreamError(
+            "no broker: SESSIONSTREAM_BROKER_URL is unset and the embedded broker is not "
+            "running (start the main job with `sessionstream run`, or `sessionstream stack up "
+            "tansu`)")
+    return bootstrap_of(endpoint)
+
+
+@cli.group()
+def schemas() -> None:
+    """The topics' JSON Schemas (the contract downstream consumers code against)."""
+
+
+@schemas.command("export")
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+@fails_cleanly
+def schemas_export(directory: Path) -> None:
+    """Write a JSON Schema for the key and value of every topic (and its .dlq) to DIRECTORY.
+
+    \b
+    Files: <topic>.key.json, <topic>.value.json, <topic>.dlq.value.json and index.json
+    (topics, partitions, configs). Example:
+      sessionstream schemas export ./contract && ls ./contract
+    """
+    written = export_schemas(directory)
+    click.echo(f"wrote {len(written)} files to {directory}")
+
+
+_TAILABLE = sorted([*CATALOGUE, *(f"{t}.dlq" for t in CATALOGUE)])
+
+
+@cli.command()
+@click.argument("topic", type=click.Choice(_TAILABLE), metavar="TOPIC")
+@click.option("--from-beginning", is_flag=True, help="Start at the oldest record, not the end.")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Keep waiting for new records (Ctrl-C to stop) or exit when caught up.")
+@click.option("--session", "session_id", help="Only records of this session id.")
+@click.option("-n", "--max", "limit", type=click.IntRange(min=1), help="Stop after N records.")
+@click.pass_context
+@fails_cleanly
+def tail(ctx: click.Context, topic: str, from_beginning: bool, follow: bool,
+         session_id: str | None, limit: int | None) -> None:
+    """Print TOPIC as JSON lines (one record per line, with _key, _partition, _offset).
+
+    \b
+    Examples:
+      sessionstream tail sessions.summaries.v1                      new summaries as they come
+      sessionstream tail sessions.filtered.v1 --from-beginning --no-follow | jq .type
+      sessionstream tail sessions.file-changes.v1.dlq --from-beginning   why lines were rejected
+    """
+    bootstrap = running_broker(settings_of(ctx))
+
+    async def run() -> None:
+        count = 0
+        async for record in tail_topic(bootstrap, topic, from_beginning=from_beginning,
+                                       follow=follow, session_id=session_id):
+            click.echo(json.dumps(record, default=str))
+            count += 1
+            if limit is not None and count >= limit:
+                return
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run())
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.consumers import partitions_of, stop_consumer
+
 __all__ = ["committed_offsets", "end_offsets", "lag_to"]
 
 
@@ -29,14 +31,15 @@ async def committed_offsets(bootstrap: str, group: str, topic: str,
 
 
 async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
+    if not tps:
+        return {}
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        partitions = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in partitions]
-        ends = await consumer.end_offsets(tps) if tps else {}
+        ends = await consumer.end_offsets(tps)
     finally:
-        await consumer.stop()
+        await stop_consumer(consumer)
     return {tp.partition: offset for tp, offset in ends.items()}
 
 

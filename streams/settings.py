@@ -21,7 +21,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.errors import ConfigError
 
-__all__ = ["Settings", "StackSettings", "default_state_dir", "load_settings"]
+__all__ = [
+    "Settings", "StackSettings", "bootstrap_of", "default_state_dir", "load_settings",
+]
 
 ENV_PREFIX = "SESSIONSTREAM_"
 
@@ -94,7 +96,23 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318; unset = off."
     )
-    metrics_port: Port = 9464
+    metrics_port: int = Field(default=9464, ge=0, le=65535,
+                              description="Prometheus endpoint port of the worker; 0 = off.")
+    metrics_host: str = Field(default="127.0.0.1",
+                              description="Interface of the Prometheus endpoint.")
+    pricing_file: Path | None = Field(
+        default=None, description="JSON file of per-model prices merged over the shipped table."
+    )
+    content_modes: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Filter: kind=full|summary|omit pairs, comma-separated, e.g. "
+                    "'tool.resulted=omit,assistant.message=summary'; unset kinds keep defaults.",
+    )
+    inactivity_timeout_s: float = Field(default=300.0, gt=0,
+                                        description="A session closes after this much quiet.")
+    summary_interval_s: float = Field(default=10.0, ge=0,
+                                      description="At most one summary update per session per "
+                                                  "interval.")
     sources: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated roots to watch; empty = each source's own default paths.",
@@ -106,6 +124,17 @@ class Settings(BaseSettings):
     def _split_sources(cls, value: object) -> object:
         if isinstance(value, str):
             return [Path(p.strip()).expanduser() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("content_modes", mode="before")
+    @classmethod
+    def _split_modes(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [p.strip() for p in value.split(",") if p.strip()]
+            bad = [p for p in pairs if "=" not in p]
+            if bad:
+                raise ValueError(f"expected kind=mode pairs, got {', '.join(bad)}")
+            return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
         return value
 
     @field_validator("broker_url")
@@ -130,6 +159,12 @@ class Settings(BaseSettings):
         if value is not None and not value.startswith(("bolt://", "neo4j://", "bolt+s://")):
             raise ValueError("must be a bolt:// or neo4j:// URL")
         return value
+
+
+def bootstrap_of(broker_url: str) -> str:
+    """``kafka://a:1;kafka://b:2`` -> ``a:1,b:2``, the bootstrap string aiokafka wants."""
+    return ",".join(u.removeprefix("kafka://").removeprefix("aiokafka://")
+                    for u in broker_url.split(";"))
 
 
 def _variable_name(loc: tuple[int | str, ...]) -> str:

@@ -124,3 +124,9 @@ class PostgresProjection(Projection):
         async with self._translated(), self.pool.acquire() as conn, conn.transaction():
             await conn.execute(f"TRUNCATE {', '.join(self.tables)}")
             await conn.execute("DELETE FROM projection_offsets WHERE projection = $1", self.name)
+
+    async def forget_positions(self) -> None:
+        assert self.pool is not None, "start() first"
+        async with self._translated():
+            await self.pool.execute("DELETE FROM projection_offsets WHERE projection = $1",
+                                    self.name)

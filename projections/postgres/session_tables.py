@@ -1,10 +1,13 @@
 """``SessionTables``: the tables a UI lists sessions from, fed by ``sessions.events.v1``.
 
 Every write is keyed by a natural key (line uuid, ``message.id:requestId``, tool_use id, file
-path and tool use), so an event published twice changes nothing; usage facts keep the largest
-report per response (rule 1 of the session formats); ``agent_progress`` mirrors never reach
-this topic (rule 2). The per-session counters, tokens and cost of ``sessions`` are *derived*
-from the child tables in the same transaction, never incremented, so replays cannot skew them.
+path and tool use), so an event published twice changes nothing; when two different reports
+of one key compete, a total order decides (largest usage, then the main file's copy, then the
+earliest), never arrival order, so a crash, a re-publish or a replay yields the same rows.
+Usage facts keep the largest report per response (rule 1 of the session formats);
+``agent_progress`` mirrors never reach this topic (rule 2). The per-session counters, tokens
+and cost of ``sessions`` are *derived* from the child tables in the same transaction, never
+incremented, so replays cannot skew them.
 ``usage`` is a view: tokens and cost per session, model and day.
 """
 
@@ -278,6 +281,9 @@ VALUES ($1, $2, $3, $4::jsonb, $5, $6)
 ON CONFLICT (session_id, tool_use_id) DO UPDATE SET
     name = EXCLUDED.name, input = EXCLUDED.input, agent_id = EXCLUDED.agent_id,
     called_at = EXCLUDED.called_at
+WHERE tool_calls.name IS NULL
+   OR (coalesce(EXCLUDED.agent_id, ''), EXCLUDED.called_at)
+      < (coalesce(tool_calls.agent_id, ''), tool_calls.called_at)
 """
 UPSERT_TOOL_RESULT = """
 INSERT INTO tool_calls (session_id, tool_use_id, is_error, result_excerpt, resulted_at)
@@ -285,6 +291,9 @@ VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (session_id, tool_use_id) DO UPDATE SET
     is_error = EXCLUDED.is_error, result_excerpt = EXCLUDED.result_excerpt,
     resulted_at = EXCLUDED.resulted_at
+WHERE tool_calls.resulted_at IS NULL
+   OR (EXCLUDED.resulted_at, EXCLUDED.is_error, EXCLUDED.result_excerpt)
+      < (tool_calls.resulted_at, tool_calls.is_error, tool_calls.result_excerpt)
 """
 UPSERT_FILE = """
 INSERT INTO files_touched (session_id, path, tool_use_id, tool, access, at)
@@ -303,6 +312,9 @@ ON CONFLICT (session_id, message_key) DO UPDATE SET
     cache_read_tokens = EXCLUDED.cache_read_tokens, total_tokens = EXCLUDED.total_tokens,
     cost_usd = EXCLUDED.cost_usd, priced = EXCLUDED.priced
 WHERE EXCLUDED.total_tokens > usage_facts.total_tokens
+   OR (EXCLUDED.total_tokens = usage_facts.total_tokens
+       AND (coalesce(EXCLUDED.agent_id, ''), EXCLUDED.at, EXCLUDED.model)
+           < (coalesce(usage_facts.agent_id, ''), usage_facts.at, usage_facts.model))
 """
 UPSERT_SUBAGENT = """
 INSERT INTO subagents (session_id, agent_id, tool_use_id) VALUES ($1, $2, $3)

@@ -158,6 +158,11 @@ class FileProducer:
         """Where this source writes by default; used when no roots are configured."""
         return []
 
+    @classmethod
+    def claims(cls, root: Path) -> bool:
+        """True when ``root``, given as a bare ``--source`` path, holds this source's files."""
+        return False
+
     def matches(self, path: Path) -> bool:
         """True for the files under a root that this source tails."""
         raise NotImplementedError

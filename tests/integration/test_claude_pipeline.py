@@ -8,15 +8,13 @@ files counted once, ``agent_progress`` mirrors never counted).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from tests.fixtures_path import shared_dir
+from tests.integration.pipeline_helpers import backfill_cli
 from tests.oracle import claude_session_totals
 
 pytestmark = pytest.mark.integration
@@ -30,21 +28,6 @@ def _claude_fixtures() -> Path:
     return root
 
 
-def _backfill(env: dict[str, str], source: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from agents.commands import main; main()", "backfill",
-         "--source", str(source)],
-        env=env, capture_output=True, text=True, timeout=600, check=False,
-    )
-
-
-@pytest.fixture
-def pipeline_env(stack: dict[str, str], pg_dsn: str, tmp_path: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTREAM_")}
-    return {**env, "SESSIONSTREAM_BROKER_URL": stack["kafka"],
-            "SESSIONSTREAM_POSTGRES_DSN": pg_dsn, "SESSIONSTREAM_STATE_DIR": str(tmp_path)}
-
-
 async def test_backfill_of_the_fixtures_matches_the_deduplicated_totals(
     pipeline_env: dict[str, str], pg_dsn: str
 ) -> None:
@@ -52,7 +35,7 @@ async def test_backfill_of_the_fixtures_matches_the_deduplicated_totals(
     # Sessions are identified by their files (three fixture files were renamed upstream, so
     # their stems differ from the sessionId inside): group the oracle the same way.
     expected = claude_session_totals(sorted(source.rglob("*.jsonl")), by_path=True)
-    result = _backfill(pipeline_env, source)
+    result = backfill_cli(pipeline_env, source)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "caught up" in result.stdout + result.stderr
 
@@ -79,13 +62,13 @@ async def test_a_second_backfill_changes_nothing(
     pipeline_env: dict[str, str], pg_dsn: str
 ) -> None:
     source = _claude_fixtures()
-    first = _backfill(pipeline_env, source)
+    first = backfill_cli(pipeline_env, source)
     assert first.returncode == 0, first.stderr[-3000:]
     conn = await asyncpg.connect(pg_dsn)
     query = ("SELECT id, total_tokens, prompts, tool_calls, cost_usd FROM sessions ORDER BY id")
     try:
         before = [tuple(r) for r in await conn.fetch(query)]
-        second = _backfill(pipeline_env, source)  # re-publishes every line: same event ids
+        second = backfill_cli(pipeline_env, source)  # re-publishes every line: same event ids
         assert second.returncode == 0, second.stderr[-3000:]
         after = [tuple(r) for r in await conn.fetch(query)]
     finally:

@@ -1,0 +1,32 @@
+"""One parse step for every source: route each raw line to its source's pure parser.
+
+``decide(event)`` looks up ``PARSERS[event.source]``; every parser has the same contract
+(``FileChanged -> list[SessionEvent]``, ``InvalidEvent`` for a line it cannot read), so adding a
+source means adding one parser module and one entry here. A line of an unknown source is an
+``InvalidEvent`` (dead-lettered with the list of known sources), never a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agents import parse_claude_lines, parse_codex_lines
+from schemas.events import SessionEvent
+from schemas.file_changes import FileChanged
+from streams.errors import InvalidEvent
+
+__all__ = ["PARSERS", "decide"]
+
+PARSERS: dict[str, Callable[[FileChanged], list[SessionEvent]]] = {
+    "claude-code": parse_claude_lines.decide,
+    "codex": parse_codex_lines.decide,
+}
+
+
+def decide(event: FileChanged) -> list[SessionEvent]:
+    """The normalized events of one raw line, by the parser of its source."""
+    parser = PARSERS.get(event.source)
+    if parser is None:
+        raise InvalidEvent(f"no parser for source {event.source!r} "
+                           f"(known: {', '.join(sorted(PARSERS))})")
+    return parser(event)

@@ -1,0 +1,118 @@
+"""What ``sessionstream status`` reports: per consumer, its position, the topic's end, the lag
+and its dead letters.
+
+Projections report the positions their *stores* hold (the truth they resume from), so status
+works with no worker running; agents report their consumer group's committed offsets. The end
+offsets and dead-letter counts need the broker: when it is not reachable, those columns are
+left empty and the reason is printed. Dead letters are counted per consumer by reading the
+dead-letter topics (they are small by design: each record is a failure someone should read).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import asdict, dataclass
+
+from agents.endpoints import Endpoints
+from agents.projection_set import build_projections
+from agents.summarize_runner import GROUP_ID as SUMMARIZE_GROUP
+from streams.errors import SessionStreamError
+from streams.lag import committed_offsets, end_offsets
+from streams.settings import Settings
+from streams.stack import Stack
+from streams.tail import tail
+from streams.topics import FILE_CHANGES, SESSION_EVENTS
+
+__all__ = ["StatusRow", "collect_status"]
+
+logger = logging.getLogger(__name__)
+
+APP_GROUP = "sessionstream"
+
+
+@dataclass
+class StatusRow:
+    consumer: str
+    topic: str
+    position: int | None
+    end: int | None
+    dead_letters: int | None
+    note: str = ""
+
+    @property
+    def lag(self) -> int | None:
+        if self.position is None or self.end is None:
+            return None
+        return max(0, self.end - self.position)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "lag": self.lag}
+
+    def line(self) -> str:
+        def cell(value: int | None) -> str:
+            return "-" if value is None else str(value)
+
+        text = (f"{self.consumer:<26} {self.topic:<26} {cell(self.position):>10} "
+                f"{cell(self.end):>10} {cell(self.lag):>8} {cell(self.dead_letters):>12}")
+        return f"{text}  {self.note}" if self.note else text
+
+
+async def collect_status(settings: Settings) -> list[StatusRow]:
+    """Status rows for the agents and every projection the settings enable."""
+    stack = Stack(settings)
+    dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
+           else stack.up(["postgres"], report=lambda _: None)["postgres"])
+    broker = settings.broker_url or stack.endpoint("tansu")
+    endpoints = Endpoints(
+        broker_url=broker or "", postgres_dsn=dsn,
+        neo4j_uri=settings.neo4j_uri or stack.endpoint("neo4j"),
+        neo4j_user=settings.neo4j_user if settings.neo4j_password else None,
+        neo4j_password=(settings.neo4j_password.get_secret_value()
+                        if settings.neo4j_password else None),
+    )
+    bootstrap = endpoints.bootstrap if broker else None
+    ends: dict[str, int | None] = {}
+    dead: Counter[str] = Counter()
+    note = ""
+    if bootstrap:
+        try:
+            for spec in (FILE_CHANGES, SESSION_EVENTS):
+                ends[spec.name] = sum((await end_offsets(bootstrap, spec.name)).values())
+                async for record in tail(bootstrap, spec.dlq, from_beginning=True, follow=False,
+                                         idle_s=0.5):
+                    dead[str(record.get("consumer"))] += 1
+        except (OSError, SessionStreamError, Exception) as exc:  # noqa: BLE001 - reported
+            note = f"broker unreachable: {exc}"
+            bootstrap = None
+    else:
+        note = "broker not running"
+
+    rows: list[StatusRow] = []
+    agents = (("parse_lines", APP_GROUP, FILE_CHANGES.name),
+              ("filter_events", APP_GROUP, SESSION_EVENTS.name),
+              ("summarize", SUMMARIZE_GROUP, SESSION_EVENTS.name))
+    for name, group, topic in agents:
+        position = None
+        if bootstrap:
+            committed = await committed_offsets(bootstrap, group, topic,
+                                                list(range(SESSION_EVENTS.partitions)))
+            position = sum(max(0, o) for o in committed.values())
+        rows.append(StatusRow(name, topic, position, ends.get(topic),
+                              dead.get(name, 0) if bootstrap else None, note))
+    for name, projection in build_projections(settings, endpoints).items():
+        try:
+            await projection.start()
+            try:
+                positions = await projection.positions()
+            finally:
+                await projection.stop()
+        except SessionStreamError as exc:
+            rows.append(StatusRow(name, projection.source.name, None, None, None,
+                                  f"store unreachable: {exc}"))
+            continue
+        position = sum(p.next_offset for p in positions)
+        rows.append(StatusRow(name, projection.source.name, position,
+                              ends.get(projection.source.name),
+                              dead.get(name, 0) if bootstrap else None, note))
+    return rows

@@ -1,0 +1,272 @@
+"""Feeds the :class:`~agents.summarize_sessions.Summarizer` from ``sessions.events.v1`` and
+publishes its summaries to ``sessions.summaries.v1``.
+
+The session states live in memory, one :class:`Summarizer` per assigned partition, and are
+rebuilt rather than restored: faust tables are not used because the embedded broker (Tansu)
+restores them wrongly. On every assignment, each assigned partition whose state is not already
+at the group's committed offset is re-read from its beginning up to that offset by a separate
+group-less consumer and folded without emitting; live consumption then resumes at the committed
+offset. Offsets are committed only after the summaries of a batch were confirmed by the broker,
+so a crash re-applies at most the last batch (a summary is a whole state: the latest wins). A
+periodic tick on the wall clock emits the rate-limited updates and closes idle sessions. A
+restart re-emits the close summary of every idle session it rebuilt; identical content has an
+identical ``event_id``, so consumers can dedupe."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.structs import ConsumerRecord
+
+from agents.summarize_sessions import Summarizer
+from projections.pricing import PricingTable
+from schemas.events import SessionEvent
+from schemas.summaries import SessionSummaryEvent
+from streams.codecs import decode, encode, encode_key
+from streams.errors import InvalidEvent
+from streams.topics import SESSION_EVENTS, SUMMARIES
+
+__all__ = ["GROUP_ID", "SummarizeRunner"]
+
+logger = logging.getLogger(__name__)
+
+GROUP_ID = "sessionstream.summarize"
+REBUILD_IDLE_S = 10.0  # give up rebuilding a partition that yields nothing for this long
+
+
+class _Rebuild(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, runner: SummarizeRunner) -> None:
+        self.runner = runner
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.runner.release(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.runner.rebuild(assigned)
+
+
+class SummarizeRunner:
+    """Consumes ``source_topic`` as group ``group_id`` and publishes summaries to
+    ``target_topic`` until :meth:`stop`.
+
+    ``report``, when given, receives one human-readable line per rebuild. ``clock`` gives
+    the wall-clock ``now`` handed to the summarizer (injectable for tests).
+    """
+
+    def __init__(self, bootstrap: str, *, inactivity_timeout: float = 300.0,
+                 update_interval: float = 10.0, tick_interval: float = 1.0,
+                 pricing: PricingTable | None = None,
+                 source_topic: str = SESSION_EVENTS.name, target_topic: str = SUMMARIES.name,
+                 group_id: str = GROUP_ID, batch_size: int = 500,
+                 session_timeout_ms: int = 10_000,
+                 report: Callable[[str], None] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.bootstrap = bootstrap
+        self.inactivity_timeout = inactivity_timeout
+        self.update_interval = update_interval
+        self.tick_interval = tick_interval
+        self.pricing = pricing or PricingTable.load()
+        self.source_topic = source_topic
+        self.target_topic = target_topic
+        self.group_id = group_id
+        self.batch_size = batch_size
+        self.session_timeout_ms = session_timeout_ms
+        self.report = report
+        self.clock = clock
+        self.summarizers: dict[int, Summarizer] = {}  # source partition -> its sessions
+        self._positions: dict[int, int] = {}  # source partition -> next offset folded in
+        self.produced_ends: dict[int, int] = {}  # target partition -> next offset after ours
+        self.processed = 0  # source records consumed live (skipped ones included)
+        self.skipped = 0  # source records that failed to decode
+        self.rebuilt = 0  # source records folded while rebuilding
+        self.emitted = 0  # summaries confirmed by the broker
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self._stopping = asyncio.Event()
+        self._lock = asyncio.Lock()  # one of: live batch, tick, rebuild, release
+
+    def _summarizer(self) -> Summarizer:
+        return Summarizer(self.pricing, inactivity_timeout=self.inactivity_timeout,
+                          update_interval=self.update_interval)
+
+    async def run(self) -> None:
+        """Consume, summarize and publish until :meth:`stop` is called. Pending updates are
+        published before the consumer leaves; offsets are committed per confirmed batch."""
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
+            auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
+            heartbeat_interval_ms=min(3_000, self.session_timeout_ms // 3),
+            max_poll_records=self.batch_size,
+        )
+        await self.producer.start()
+        try:
+            self.consumer.subscribe([self.source_topic], listener=_Rebuild(self))
+            await self.consumer.start()
+            try:
+                await self._loop()
+                await self._publish([s for z in self.summarizers.values()
+                                     for s in z.flush(self.clock())])
+            finally:
+                await self.consumer.stop()
+        finally:
+            await self.producer.stop()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _loop(self) -> None:
+        assert self.consumer is not None
+        next_tick = time.monotonic() + self.tick_interval
+        while not self._stopping.is_set():
+            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+            # aiokafka starts fetching a new assignment before its listener has returned: the
+            # lock keeps live records away from a partition while its state is rebuilt.
+            async with self._lock:
+                assigned = self.consumer.assignment()
+                for tp, records in batch.items():
+                    if records and tp in assigned:
+                        await self._handle(tp, records)
+                if time.monotonic() >= next_tick:
+                    now = self.clock()
+                    await self._publish([s for z in self.summarizers.values()
+                                         for s in z.tick(now)])
+                    next_tick = time.monotonic() + self.tick_interval
+
+    async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
+        summarizer = self.summarizers.setdefault(tp.partition, self._summarizer())
+        start = self._positions.get(tp.partition, 0)
+        outputs: list[SessionSummaryEvent] = []
+        for record in records:
+            event = self._decoded(record) if record.offset >= start else None
+            if event is not None:
+                outputs += summarizer.apply(event, self.clock())
+        await self._publish(outputs)
+        assert self.consumer is not None
+        end = records[-1].offset + 1
+        try:
+            await self.consumer.commit({tp: end})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # The partition is being moved: whoever gets it (us included) rebuilds its state.
+            logger.warning("summarize could not commit %s[%s]@%s: %s", tp.topic, tp.partition,
+                           end, exc)
+            self._positions.pop(tp.partition, None)
+        else:
+            self._positions[tp.partition] = end
+        self.processed += len(records)
+
+    def _decoded(self, record: ConsumerRecord) -> SessionEvent | None:
+        try:
+            return decode(SESSION_EVENTS.value, record.value)
+        except InvalidEvent as exc:
+            # The events topic is written by our own parse agent: a bad record is a bug there,
+            # not data to dead-letter again.
+            logger.warning("summarize skips %s[%s]@%s: %s", record.topic, record.partition,
+                           record.offset, exc)
+            self.skipped += 1
+            return None
+
+    async def _publish(self, summaries: list[SessionSummaryEvent]) -> None:
+        """Send ``summaries`` in order and return once the broker confirmed every one."""
+        if not summaries:
+            return
+        assert self.producer is not None
+        futures = [await self.producer.send(self.target_topic, encode(s),
+                                            key=encode_key(s.source, s.session_id))
+                   for s in summaries]
+        for meta in await asyncio.gather(*futures):
+            self.produced_ends[meta.partition] = max(
+                self.produced_ends.get(meta.partition, 0), meta.offset + 1)
+        self.emitted += len(summaries)
+
+    async def release(self, revoked: set[TopicPartition]) -> None:
+        """Publish the pending updates of ``revoked`` partitions. Their states are kept: a
+        partition handed straight back (an eager rebalance revokes everything) needs no
+        rebuild, which :meth:`rebuild` checks against the committed offset."""
+        async with self._lock:
+            now = self.clock()
+            for tp in revoked:
+                summarizer = self.summarizers.get(tp.partition)
+                if summarizer is not None:
+                    await self._publish(summarizer.flush(now))
+
+    async def rebuild(self, assigned: set[TopicPartition]) -> None:
+        """Forget the partitions no longer ours; keep a state whose position is still the
+        group's committed offset; fold every other assigned partition from its beginning up
+        to the committed offset (nothing when none is committed), without emitting."""
+        async with self._lock:
+            await self._rebuild(assigned)
+
+    async def _rebuild(self, assigned: set[TopicPartition]) -> None:
+        assert self.consumer is not None
+        mine = {tp.partition for tp in assigned}
+        for partition in set(self.summarizers) - mine:
+            del self.summarizers[partition]
+            self._positions.pop(partition, None)
+        targets = {}
+        for tp in assigned:
+            committed = await self.consumer.committed(tp) or 0
+            if tp.partition in self.summarizers and self._positions.get(tp.partition) == committed:
+                continue
+            self.summarizers[tp.partition] = self._summarizer()
+            self._positions[tp.partition] = committed
+            if committed:
+                targets[tp] = committed
+        if targets:
+            started = time.monotonic()
+            folded = await self._fold(targets)
+            self.rebuilt += folded
+            sessions = sum(len(self.summarizers[tp.partition]) for tp in targets)
+            message = (f"summarize rebuilt {sessions} session(s) from {folded} event(s) of "
+                       f"partitions {sorted(tp.partition for tp in targets)} in "
+                       f"{time.monotonic() - started:.1f}s")
+            logger.info(message)
+            if self.report is not None:
+                self.report(message)
+
+    async def _fold(self, targets: dict[TopicPartition, int]) -> int:
+        """Read ``targets`` (partition -> end offset, exclusive) with a group-less consumer."""
+        reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
+                                  auto_offset_reset="earliest", max_poll_records=self.batch_size)
+        await reader.start()
+        folded, remaining = 0, dict(targets)
+        try:
+            reader.assign(list(remaining))
+            await reader.seek_to_beginning(*remaining)
+            idle_since = time.monotonic()
+            while remaining:
+                batch = await reader.getmany(*remaining, timeout_ms=500)
+                folded += self._fold_batch(batch, remaining)
+                if any(batch.values()):
+                    idle_since = time.monotonic()
+                for tp in [tp for tp, end in remaining.items()
+                           if await reader.position(tp) >= end]:
+                    del remaining[tp]
+                if remaining and time.monotonic() - idle_since > REBUILD_IDLE_S:
+                    logger.warning("summarize rebuild got nothing for %.0fs; states of "
+                                   "partitions %s may be incomplete", REBUILD_IDLE_S,
+                                   sorted(tp.partition for tp in remaining))
+                    break
+        finally:
+            await reader.stop()
+        return folded
+
+    def _fold_batch(self, batch: dict[TopicPartition, list[ConsumerRecord]],
+                    remaining: dict[TopicPartition, int]) -> int:
+        folded = 0
+        for tp, records in batch.items():
+            summarizer = self.summarizers[tp.partition]
+            for record in records:
+                if tp not in remaining or record.offset >= remaining[tp]:
+                    break
+                event = self._decoded(record)
+                if event is not None:
+                    summarizer.fold(event)
+                    folded += 1
+        return folded

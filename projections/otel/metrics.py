@@ -1,0 +1,304 @@
+"""``SessionMetrics``: OTel instruments whose totals are *derived* from the stores, never counted.
+
+Nothing here increments a counter as events pass. Every monotonic total (sessions started and
+closed, tool calls, tokens, cost, events processed) is re-read by :meth:`SessionMetrics.refresh`
+from the tables the projections keep exactly-once (``sessions``, ``tool_calls``,
+``usage_facts``, ``projection_offsets``): a handful of ``GROUP BY`` queries in one read-only
+snapshot. The observable instruments report the last snapshot. A worker restarted after a crash
+(``SIGKILL`` mid-ingest included) therefore exports the same totals as one that never stopped:
+what is exported is a function of committed state, not of how often an event was seen. Until the
+first refresh succeeds nothing is reported (rather than zeros), so a restart never shows a drop
+to 0 that Prometheus would read as a counter reset. A projection ``reset()`` (replay) does lower
+the totals, which consumers see as an ordinary counter reset.
+
+Tokens are exported as ``gen_ai.client.token.usage`` with the GenAI semantic-convention
+attributes: ``gen_ai.operation.name=chat``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
+``gen_ai.token.type`` (input|output) and, on input, ``gen_ai.token.cache`` (none|read|creation),
+so the sum over ``type=input`` is the semconv input count with cached tokens included. The
+semconv instrument is a per-request histogram, which cannot be rebuilt from stored totals
+idempotently; this is a cumulative *counter* under that name (``gen_ai_client_token_usage_total``
+in Prometheus). Tool calls are counted once they have a result (outcome ok|error); calls still
+waiting for theirs are a gauge, because a pending call later becomes ok and a counter must not
+go down. Events processed per (projection, topic) is the sum of the next offsets the projection
+has committed, dead-lettered records included.
+
+Process-local instruments (they restart with the process, as latencies do): the write-duration
+histogram fed by the runner's ``on_applied`` callback, and the lag gauge set by the worker.
+Callbacks never do I/O and may run on the exporter's threads; they read the snapshot, which
+:meth:`refresh` replaces in a single assignment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from projections.base import Position
+from streams.errors import ProjectionError
+
+__all__ = [
+    "MetricsSnapshot", "PositionSource", "SessionMetrics", "provider_of", "read_snapshot",
+]
+
+logger = logging.getLogger(__name__)
+
+PROJECTION = "sessionstream.projection"
+SOURCE = "sessionstream.source"
+OUTCOME = "sessionstream.tool.outcome"
+TOPIC = "messaging.destination.name"
+TOOL = "gen_ai.tool.name"
+PROVIDER = "gen_ai.provider.name"
+MODEL = "gen_ai.request.model"
+
+TOKEN_KINDS = ("input", "output", "cache_read", "cache_creation")
+# kind of usage_facts column -> (gen_ai.token.type, gen_ai.token.cache or None)
+_TOKEN_ATTRIBUTES = {"input": ("input", "none"), "output": ("output", None),
+                     "cache_read": ("input", "read"), "cache_creation": ("input", "creation")}
+_PROVIDER_BY_MODEL = (("claude", "anthropic"), ("gpt", "openai"), ("codex", "openai"),
+                      ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
+                      ("gemini", "gcp.gemini"))
+_PROVIDER_BY_SOURCE = {"claude-code": "anthropic", "codex": "openai", "gemini-cli": "gcp.gemini"}
+_WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ProjectionError)
+_LAG_ERRORS = (OSError, KafkaError)
+
+LagReader = Callable[[], Awaitable[Mapping[str, int]]]
+
+SESSIONS_SQL = "SELECT source, status, count(*) AS n FROM sessions GROUP BY source, status"
+TOOL_CALLS_SQL = """
+SELECT name, CASE WHEN is_error IS NULL THEN 'pending' WHEN is_error THEN 'error' ELSE 'ok' END
+       AS outcome, count(*) AS n
+FROM tool_calls WHERE name IS NOT NULL GROUP BY 1, 2"""
+USAGE_SQL = """
+SELECT coalesce(s.source, '') AS source, f.model, sum(f.input_tokens) AS input,
+       sum(f.output_tokens) AS output, sum(f.cache_read_tokens) AS cache_read,
+       sum(f.cache_creation_5m_tokens + f.cache_creation_1h_tokens) AS cache_creation,
+       sum(f.cost_usd) AS cost
+FROM usage_facts f LEFT JOIN sessions s ON s.id = f.session_id GROUP BY 1, 2"""
+OFFSETS_SQL = """
+SELECT projection, topic, sum(next_offset) AS n FROM projection_offsets GROUP BY 1, 2"""
+
+
+class PositionSource(Protocol):
+    """What the metrics need of a projection: its name and committed positions."""
+
+    @property
+    def name(self) -> str: ...
+
+    async def positions(self) -> list[Position]: ...
+
+
+def provider_of(source: str, model: str) -> str:
+    """The ``gen_ai.provider.name`` of a model: by its name, else by the agent that used it."""
+    lowered = model.lower()
+    for prefix, provider in _PROVIDER_BY_MODEL:
+        if lowered.startswith(prefix):
+            return provider
+    return _PROVIDER_BY_SOURCE.get(source, source or "unknown")
+
+
+@dataclass(frozen=True)
+class MetricsSnapshot:
+    """Totals read from the stores at one instant; every value is a count since the beginning."""
+
+    sessions: Mapping[tuple[str, str], int]  # (source, status) -> sessions
+    tool_calls: Mapping[tuple[str, str], int]  # (tool, ok|error|pending) -> calls
+    tokens: Mapping[tuple[str, str, str], int]  # (provider, model, TOKEN_KINDS item) -> tokens
+    cost_usd: Mapping[tuple[str, str], float]  # (provider, model) -> USD
+    events_processed: Mapping[tuple[str, str], int]  # (projection, topic) -> records
+
+
+async def read_snapshot(conn: asyncpg.Connection,
+                        projections: Sequence[PositionSource] = ()) -> MetricsSnapshot:
+    """Run the queries in one read-only repeatable-read transaction (a consistent picture).
+
+    Positions of ``projections`` (any store) replace the ``projection_offsets`` rows of the same
+    projection name. Raises the driver's errors untranslated.
+    """
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        sessions = await conn.fetch(SESSIONS_SQL)
+        tools = await conn.fetch(TOOL_CALLS_SQL)
+        usage = await conn.fetch(USAGE_SQL)
+        offsets = await conn.fetch(OFFSETS_SQL)
+    tokens: dict[tuple[str, str, str], int] = defaultdict(int)
+    cost: dict[tuple[str, str], float] = defaultdict(float)
+    for row in usage:
+        provider = provider_of(row["source"], row["model"])
+        for kind in TOKEN_KINDS:
+            tokens[provider, row["model"], kind] += int(row[kind])
+        cost[provider, row["model"]] += float(row["cost"])
+    processed = {(r["projection"], r["topic"]): int(r["n"]) for r in offsets}
+    for projection in projections:
+        processed = {k: v for k, v in processed.items() if k[0] != projection.name}
+        for position in await projection.positions():
+            key = (projection.name, position.topic)
+            processed[key] = processed.get(key, 0) + position.next_offset
+    return MetricsSnapshot(
+        sessions={(r["source"], r["status"]): r["n"] for r in sessions},
+        tool_calls={(r["name"], r["outcome"]): r["n"] for r in tools},
+        tokens=dict(tokens), cost_usd=dict(cost), events_processed=processed,
+    )
+
+
+class SessionMetrics:
+    """The instruments, created once on ``meter_provider``; totals come from :meth:`refresh`.
+
+    ``projections``: stores whose positions are not in Postgres' ``projection_offsets`` (e.g. the
+    Neo4j graph); they must be started before :meth:`refresh` runs.
+    """
+
+    def __init__(self, meter_provider: MeterProvider,
+                 projections: Sequence[PositionSource] = ()) -> None:
+        self.projections = list(projections)
+        self.snapshot: MetricsSnapshot | None = None
+        self._lag: dict[str, int] = {}
+        meter = meter_provider.get_meter("sessionstream")
+        counter = meter.create_observable_counter
+        counter("sessionstream.sessions.started", [self._started], "{session}",
+                "Sessions seen, by source.")
+        counter("sessionstream.sessions.closed", [self._closed], "{session}",
+                "Sessions whose file was removed (status closed), by source.")
+        counter("sessionstream.events.processed", [self._processed], "{event}",
+                "Records a projection has committed, by projection and topic.")
+        counter("sessionstream.tool.calls", [self._tool_calls], "{call}",
+                "Tool calls that have a result, by tool and outcome (ok|error).")
+        counter("gen_ai.client.token.usage", [self._tokens], "{token}",
+                "Tokens used, cumulative (GenAI semconv attributes; not a per-request "
+                "histogram).")
+        counter("sessionstream.cost.usage", [self._cost], "USD",
+                "Estimated cost in USD, by provider and model.")
+        gauge = meter.create_observable_gauge
+        gauge("sessionstream.tool.calls.pending", [self._pending], "{call}",
+              "Tool calls still waiting for their result, by tool.")
+        gauge("sessionstream.projection.lag", [self._lag_points], "{record}",
+              "Records of its topic a projection has not applied yet.")
+        self._write = meter.create_histogram(
+            "sessionstream.projection.write.duration", "s",
+            "Time to apply one batch and store its position.",
+            explicit_bucket_boundaries_advisory=_WRITE_BUCKETS)
+
+    # -- feeding ---------------------------------------------------------------------------
+
+    async def refresh(self, pool_or_dsn: asyncpg.Pool | str) -> MetricsSnapshot:
+        """Read the totals and make them the reported ones; returns the new snapshot.
+
+        On any error (raised as is: asyncpg's, ``OSError``, ``ProjectionError``) the previous
+        snapshot stays in place.
+        """
+        if isinstance(pool_or_dsn, str):
+            conn = await asyncpg.connect(pool_or_dsn)
+            try:
+                snapshot = await read_snapshot(conn, self.projections)
+            finally:
+                await conn.close()
+        else:
+            async with pool_or_dsn.acquire() as conn:
+                snapshot = await read_snapshot(conn, self.projections)
+        self.snapshot = snapshot
+        return snapshot
+
+    async def run(self, stop: asyncio.Event, dsn: str, interval: float = 5.0, *,
+                  lags: LagReader | None = None) -> None:
+        """Refresh every ``interval`` seconds until ``stop`` is set; never raises for a store.
+
+        Database errors are logged and retried at the next interval (the last totals stay).
+        ``lags``, when given, is awaited each round too: ``{projection: records behind}`` goes
+        to :meth:`set_lag`; its broker errors (``KafkaError``, ``OSError``) are logged alike.
+        """
+        pool: asyncpg.Pool | None = None
+        try:
+            while not stop.is_set():
+                try:
+                    if pool is None:
+                        pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
+                    await self.refresh(pool)
+                except _DB_ERRORS as exc:
+                    logger.warning("metrics refresh failed, keeping the last totals: %s", exc)
+                if lags is not None:
+                    await self._read_lags(lags)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=interval)
+        finally:
+            if pool is not None:
+                await pool.close()
+
+    async def _read_lags(self, lags: LagReader) -> None:
+        try:
+            for projection, lag in (await lags()).items():
+                self.set_lag(projection, lag)
+        except _LAG_ERRORS as exc:
+            logger.warning("metrics lag read failed, keeping the last lags: %s", exc)
+
+    def record_write(self, projection: str, applied: int, seconds: float) -> None:
+        """Record one batch write; the signature of ``ProjectionRunner(on_applied=...)``.
+
+        Batches that applied nothing (all already applied) are recorded too: the time was spent.
+        """
+        self._write.record(seconds, {PROJECTION: projection})
+
+    def set_lag(self, projection: str, lag: int) -> None:
+        """Set the number of records ``projection`` is behind its topic's end."""
+        self._lag = {**self._lag, projection: lag}  # copy: callbacks iterate on other threads
+
+    # -- callbacks: read the snapshot, no I/O ---------------------------------------------------
+
+    def _started(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[str, int] = defaultdict(int)
+        for (source, _status), n in self._snap().sessions.items():
+            totals[source] += n
+        return [Observation(n, {SOURCE: s}) for s, n in sorted(totals.items())]
+
+    def _closed(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[str, int] = defaultdict(int)
+        for (source, status), n in self._snap().sessions.items():
+            totals[source] += n if status == "closed" else 0
+        return [Observation(n, {SOURCE: s}) for s, n in sorted(totals.items())]
+
+    def _processed(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, {PROJECTION: p, TOPIC: t})
+                for (p, t), n in sorted(self._snap().events_processed.items())]
+
+    def _tool_calls(self, options: CallbackOptions) -> Iterable[Observation]:
+        calls = self._snap().tool_calls
+        return [Observation(calls.get((tool, outcome), 0), {TOOL: tool, OUTCOME: outcome})
+                for tool in sorted({t for t, _ in calls}) for outcome in ("ok", "error")]
+
+    def _pending(self, options: CallbackOptions) -> Iterable[Observation]:
+        calls = self._snap().tool_calls
+        return [Observation(calls.get((tool, "pending"), 0), {TOOL: tool})
+                for tool in sorted({t for t, _ in calls})]
+
+    def _tokens(self, options: CallbackOptions) -> Iterable[Observation]:
+        points = []
+        for (provider, model, kind), n in sorted(self._snap().tokens.items()):
+            token_type, cache = _TOKEN_ATTRIBUTES[kind]
+            attributes = {"gen_ai.operation.name": "chat", PROVIDER: provider, MODEL: model,
+                          "gen_ai.token.type": token_type}
+            if cache is not None:
+                attributes["gen_ai.token.cache"] = cache
+            points.append(Observation(n, attributes))
+        return points
+
+    def _cost(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(usd, {PROVIDER: p, MODEL: m})
+                for (p, m), usd in sorted(self._snap().cost_usd.items())]
+
+    def _lag_points(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [Observation(n, {PROJECTION: p}) for p, n in sorted(self._lag.items())]
+
+    def _snap(self) -> MetricsSnapshot:
+        snapshot = self.snapshot  # read once: a refresh may swap it meanwhile
+        return _NOTHING if snapshot is None else snapshot
+
+
+_NOTHING = MetricsSnapshot(sessions={}, tool_calls={}, tokens={}, cost_usd={},
+                           events_processed={})

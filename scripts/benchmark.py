@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Measure sessionstream: append-to-Postgres latency, backfill throughput, worker memory.
+
+Run on demand (never from the test suite):
+
+    .venv/bin/python scripts/benchmark.py latency --lines 200
+    .venv/bin/python scripts/benchmark.py throughput --copies 3
+
+Both run the real CLI as a user would, in a scratch state dir, on the embedded default (Tansu
+and an embedded PostgreSQL, started for the run and stopped after) unless
+SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
+
+* ``latency``: starts ``sessionstream run`` watching a scratch Claude projects dir, appends one
+  user line at a time to a session file (flushed), and measures the time until its row is in
+  Postgres's ``messages`` table (polled every 5 ms). Prints p50, p90, p99 and max.
+* ``throughput``: ``sessionstream backfill`` of the Claude Code fixtures (``--copies`` copies,
+  each under new session ids), wall time, lines per second, and the worker's peak RSS.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+ROOT = Path(__file__).resolve().parent.parent
+CLI = [sys.executable, "-c", "from agents.commands import main; main()"]
+FIXTURES = ROOT.parent / "shared" / "fixtures" / "sessions" / "claude-code"
+
+
+def _env(state: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SESSIONSTREAM_STATE_DIR"] = str(state)
+    env.setdefault("SESSIONSTREAM_METRICS_PORT", "0")
+    env.setdefault("PYTHONPATH", str(ROOT))
+    return env
+
+
+def _dsn(env: dict[str, str]) -> str:
+    if env.get("SESSIONSTREAM_POSTGRES_DSN"):
+        return env["SESSIONSTREAM_POSTGRES_DSN"]
+    out = subprocess.run([*CLI, "stack", "status"], env=env, capture_output=True, text=True,
+                         check=False).stdout
+    for line in out.splitlines():
+        if line.startswith("postgres") and "postgresql://" in line:
+            return line.split()[3]
+    raise SystemExit("embedded Postgres is not running:\n" + out)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def _user_line(session: str, n: int) -> str:
+    return json.dumps({
+        "parentUuid": None, "isSidechain": False, "userType": "external",
+        "cwd": "/bench/project", "sessionId": session, "version": "2.1.39", "type": "user",
+        "message": {"role": "user", "content": f"benchmark prompt {n}"},
+        "uuid": str(uuid.uuid4()), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S.000Z",
+                                                              time.gmtime()),
+    })
+
+
+async def _latency(args: argparse.Namespace, state: Path) -> None:
+    env = _env(state)
+    projects = state / "claude" / "-bench-project"
+    projects.mkdir(parents=True)
+    session = str(uuid.uuid4())
+    path = projects / f"{session}.jsonl"
+    path.write_text(_user_line(session, 0) + "\n")
+    log = (state / "run.log").open("wb")
+    worker = subprocess.Popen([*CLI, "run", "--source", str(state / "claude")], env=env,
+                              stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 120
+        conn = None
+        while conn is None:
+            if time.monotonic() > deadline or worker.poll() is not None:
+                raise SystemExit("worker did not start:\n" + (state / "run.log").read_text())
+            try:
+                conn = await asyncpg.connect(_dsn(env))
+                if not await conn.fetchval("SELECT count(*) FROM messages WHERE session_id=$1",
+                                           session):
+                    await conn.close()
+                    conn = None
+            except (OSError, asyncpg.PostgresError, SystemExit):
+                conn = None
+            if conn is None:
+                await asyncio.sleep(0.5)
+        print(f"worker up; appending {args.lines} lines, one every {args.interval}s",
+              file=sys.stderr)
+        latencies = []
+        with path.open("a") as handle:
+            for n in range(1, args.lines + 1):
+                line = _user_line(session, n)
+                key = "user:" + json.loads(line)["uuid"]
+                handle.write(line + "\n")
+                handle.flush()
+                started = time.perf_counter()
+                while not await conn.fetchval(
+                        "SELECT 1 FROM messages WHERE session_id=$1 AND message_key=$2",
+                        session, key):
+                    if time.perf_counter() - started > 30:
+                        raise SystemExit(f"line {n} not in Postgres after 30 s")
+                    await asyncio.sleep(0.005)
+                latencies.append(time.perf_counter() - started)
+                await asyncio.sleep(args.interval)
+        await conn.close()
+        q = statistics.quantiles(latencies, n=100)
+        print(f"append -> Postgres latency over {len(latencies)} lines: "
+              f"p50 {q[49] * 1000:.0f} ms, p90 {q[89] * 1000:.0f} ms, "
+              f"p99 {q[98] * 1000:.0f} ms, max {max(latencies) * 1000:.0f} ms; "
+              f"worker peak RSS {_peak_rss_mb(worker.pid):.0f} MB")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+
+
+def _throughput(args: argparse.Namespace, state: Path) -> None:
+    if not FIXTURES.exists():
+        raise SystemExit(f"fixtures not found at {FIXTURES}")
+    source = state / "claude"
+    lines = 0
+    for copy in range(args.copies):
+        for path in FIXTURES.rglob("*.jsonl"):
+            text = path.read_text(encoding="utf-8", errors="replace")
+            # New session ids per copy: replace every id that names a file of the fixtures.
+            rel = path.relative_to(FIXTURES)
+            target = source / f"copy{copy}" / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            stems = {p.stem for p in FIXTURES.rglob("*.jsonl")}
+            for stem in stems:
+                if stem in text:
+                    text = text.replace(stem, f"{stem[:-4]}c{copy:03d}")
+            target = target.with_name(target.name.replace(
+                path.stem, f"{path.stem[:-4]}c{copy:03d}") if path.stem in stems else target.name)
+            target.write_text(text, encoding="utf-8")
+            lines += text.count("\n")
+    env = _env(state)
+    started = time.perf_counter()
+    worker = subprocess.Popen([*CLI, "backfill", "--source", str(source)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0.0
+    while worker.poll() is None:
+        peak = max(peak, _rss_now_mb(worker.pid))
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    output = worker.stdout.read() if worker.stdout else ""
+    if worker.returncode != 0:
+        raise SystemExit(output[-3000:])
+    print(f"backfill of {lines} lines ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of "
+          f"the fixtures): {elapsed:.1f} s wall (including start-up), "
+          f"{lines / elapsed:,.0f} lines/s; worker peak RSS {peak:.0f} MB")
+
+
+def _rss_now_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="what", required=True)
+    lat = sub.add_parser("latency", help="append -> Postgres latency percentiles")
+    lat.add_argument("--lines", type=int, default=200)
+    lat.add_argument("--interval", type=float, default=0.05,
+                     help="seconds between appends after each line landed")
+    thr = sub.add_parser("throughput", help="backfill throughput and peak memory")
+    thr.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch state dir")
+    args = parser.parse_args()
+    state = Path(tempfile.mkdtemp(prefix="sessionstream-bench-", dir="/var/tmp"))
+    os.chmod(state, 0o755)
+    try:
+        if args.what == "latency":
+            asyncio.run(_latency(args, state))
+        else:
+            _throughput(args, state)
+    finally:
+        subprocess.run([*CLI, "stack", "down"], env=_env(state), capture_output=True,
+                       check=False)
+        if not args.keep:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

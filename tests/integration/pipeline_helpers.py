@@ -1,0 +1,29 @@
+"""Running the CLI as a user would (a subprocess, settings from the environment)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+CLI = [sys.executable, "-c", "from agents.commands import main; main()"]
+
+
+def cli_env(**settings: str) -> dict[str, str]:
+    """The environment without the developer's SESSIONSTREAM_* settings, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTREAM_")}
+    return {**env, **settings}
+
+
+def backfill_cli(env: dict[str, str], *sources: Path, timeout: float = 600
+                 ) -> subprocess.CompletedProcess[str]:
+    args = [a for s in sources for a in ("--source", str(s))]
+    return subprocess.run([*CLI, "backfill", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def start_cli(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """Start ``sessionstream ARGS`` in the background, output to ``log``."""
+    with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([*CLI, *args], env=env, stdout=handle, stderr=subprocess.STDOUT)

@@ -1,0 +1,217 @@
+"""Nothing lost, nothing doubled: SIGKILL mid-ingest, restart, and replay, on real Kafka 4.1,
+Postgres and Neo4j.
+
+1. ``sessionstream run`` is killed with SIGKILL while it ingests the Claude Code fixtures, then
+   started again; once caught up, its Postgres tables, graph and metric totals must equal those
+   of an uninterrupted ``backfill`` into a second database and a fresh graph.
+2. ``sessionstream replay postgres`` and ``replay neo4j`` rebuild tables and a graph equal to
+   the live ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import httpx
+import neo4j
+import pytest
+
+from tests.fixtures_path import shared_dir
+from tests.integration import snapshots
+from tests.integration.pipeline_helpers import CLI, backfill_cli, cli_env, start_cli
+
+pytestmark = pytest.mark.integration
+
+
+def _fixtures() -> Path:
+    root = shared_dir() / "fixtures" / "sessions" / "claude-code"
+    if not root.exists():
+        pytest.skip(f"real Claude Code transcripts not found at {root} "
+                    "(set SESSIONSTREAM_SHARED_DIR)")
+    return root
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+async def second_dsn(stack: dict[str, str]) -> AsyncIterator[str]:
+    admin_dsn = stack["postgres"]
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield admin_dsn.rsplit("/", 1)[0] + "/" + name
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def _env(stack: dict[str, str], dsn: str, state: Path, metrics_port: int = 0) -> dict[str, str]:
+    return cli_env(SESSIONSTREAM_BROKER_URL=stack["kafka"], SESSIONSTREAM_POSTGRES_DSN=dsn,
+                   SESSIONSTREAM_NEO4J_URI=stack["neo4j"], SESSIONSTREAM_STATE_DIR=str(state),
+                   SESSIONSTREAM_METRICS_PORT=str(metrics_port),
+                   SESSIONSTREAM_INACTIVITY_TIMEOUT_S="5", SESSIONSTREAM_SUMMARY_INTERVAL_S="1")
+
+
+async def _count(dsn: str, query: str) -> int:
+    try:
+        conn = await asyncpg.connect(dsn)
+    except OSError:
+        return 0
+    try:
+        return int(await conn.fetchval(query))
+    except asyncpg.UndefinedTableError:
+        return 0
+    finally:
+        await conn.close()
+
+
+def _status(env: dict[str, str]) -> list[dict[str, object]]:
+    out = subprocess.run([*CLI, "status", "--json"], env=env, capture_output=True, text=True,
+                         timeout=120, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+async def _wait_caught_up(env: dict[str, str], timeout: float = 300) -> None:
+    """Until every agent and projection has lag 0 on two checks in a row, 2 s apart."""
+    deadline = time.monotonic() + timeout
+    quiet = 0
+    while time.monotonic() < deadline:
+        rows = await asyncio.to_thread(_status, env)
+        done = rows and all(r["lag"] == 0 and r["end"] for r in rows)
+        quiet = quiet + 1 if done else 0
+        if quiet >= 2:
+            return
+        await asyncio.sleep(2)
+    raise AssertionError(f"not caught up after {timeout} s: {rows}")
+
+
+def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    process.send_signal(sig)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _metric_totals(text: str) -> dict[str, float]:
+    """The restart-sensitive series of a /metrics page (tokens, cost, sessions, tool calls)."""
+    wanted = ("gen_ai_client_token_usage", "sessionstream_cost_usage", "sessionstream_sessions",
+              "sessionstream_tool_calls")
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(wanted) and not line.startswith("#"):
+            series, value = line.rsplit(" ", 1)
+            totals[series] = float(value)
+    return totals
+
+
+async def test_sigkill_mid_ingest_then_restart_equals_an_uninterrupted_run(
+    stack: dict[str, str], pg_dsn: str, second_dsn: str, neo4j_driver: neo4j.AsyncDriver,
+    tmp_path: Path,
+) -> None:
+    source = _fixtures()
+    port = _free_port()
+    crashed = _env(stack, pg_dsn, tmp_path / "crashed", port)
+    log = tmp_path / "run.log"
+
+    worker = start_cli(crashed, "run", "--source", str(source), log=log)
+    try:
+        deadline = time.monotonic() + 180
+        while await _count(pg_dsn, "SELECT count(*) FROM messages") < 300:
+            assert worker.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            await asyncio.sleep(0.1)
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    at_kill = await _count(pg_dsn, "SELECT count(*) FROM messages")
+
+    worker = start_cli(crashed, "run", "--source", str(source), log=log)
+    try:
+        await _wait_caught_up(crashed)
+        live_tables = await snapshots.postgres_tables(pg_dsn)
+        live_graph = await snapshots.graph(neo4j_driver)
+        async with httpx.AsyncClient() as client:
+            await asyncio.sleep(6)  # one metrics refresh after the last write
+            scraped = _metric_totals((await client.get(f"http://127.0.0.1:{port}/metrics")).text)
+    finally:
+        _stop(worker)
+    assert 0 < at_kill < len(live_tables["messages"]), "the kill did not land mid-ingest"
+    assert scraped, "no metrics were served"
+
+    await neo4j_driver.execute_query("MATCH (n) DETACH DELETE n")
+    straight = _env(stack, second_dsn, tmp_path / "straight")
+    result = backfill_cli(straight, source)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    assert await snapshots.postgres_tables(second_dsn) == live_tables
+    assert await snapshots.graph(neo4j_driver) == live_graph
+
+    # The metrics of the restarted worker equal those served from the uninterrupted state.
+    port2 = _free_port()
+    again = start_cli(_env(stack, second_dsn, tmp_path / "straight", port2), "run",
+                      "--source", str(tmp_path / "nothing"), log=tmp_path / "again.log")
+    try:
+        async with httpx.AsyncClient() as client:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    text = (await client.get(f"http://127.0.0.1:{port2}/metrics")).text
+                    if _metric_totals(text):
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, (tmp_path / "again.log").read_text()[-2000:]
+                await asyncio.sleep(0.5)
+            await asyncio.sleep(6)
+            text = (await client.get(f"http://127.0.0.1:{port2}/metrics")).text
+    finally:
+        _stop(again)
+    assert _metric_totals(text) == scraped
+
+
+async def test_replay_rebuilds_tables_and_graph_equal_to_the_live_ones(
+    stack: dict[str, str], pg_dsn: str, neo4j_driver: neo4j.AsyncDriver, tmp_path: Path,
+) -> None:
+    source = _fixtures()
+    env = _env(stack, pg_dsn, tmp_path / "state")
+    result = backfill_cli(env, source)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    live_tables = await snapshots.postgres_tables(pg_dsn)
+    live_graph = await snapshots.graph(neo4j_driver)
+    assert live_tables["usage_facts"] and live_graph["relationships"]
+
+    for projection in ("postgres", "neo4j"):
+        replayed = subprocess.run([*CLI, "replay", projection], env=env, capture_output=True,
+                                  text=True, timeout=600, check=False)
+        assert replayed.returncode == 0, replayed.stdout[-3000:] + replayed.stderr[-3000:]
+        assert "replayed" in replayed.stdout
+
+    assert await snapshots.postgres_tables(pg_dsn) == live_tables
+    assert await snapshots.graph(neo4j_driver) == live_graph
+
+
+def test_replay_of_an_unknown_projection_names_the_known_ones(tmp_path: Path) -> None:
+    env = cli_env(SESSIONSTREAM_STATE_DIR=str(tmp_path),
+                  SESSIONSTREAM_BROKER_URL="kafka://127.0.0.1:1",
+                  SESSIONSTREAM_POSTGRES_DSN="postgresql://u@127.0.0.1:1/db")
+    result = subprocess.run([*CLI, "replay", "elastic"], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == 2
+    assert "unknown projection 'elastic'" in result.stderr
+    assert "postgres (postgres.session_tables)" in result.stderr

@@ -1,0 +1,324 @@
+"""decide() for Codex rollout lines: each trap on hand-written samples (tests/samples/codex),
+then every real localpush rollout checked against its own final ``total_token_usage`` and the
+fixture author's expected totals.
+
+Sessions are assigned the way the producer assigns them (``CodexProducer.describe``), and token
+totals are computed with the projection's rule (largest report per ``(session, message_key)``,
+summed), so what is checked here is what ``usage_facts`` will hold.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from agents.parse_codex_lines import UNKNOWN_MODEL, decide
+from schemas.events import SessionEvent
+from schemas.file_changes import FileChanged, FileLine, file_line_event, file_removed_event
+from streams.errors import InvalidEvent
+from streams.producers.codex import CodexProducer
+from tests.fixtures_path import shared_dir
+
+pytestmark = pytest.mark.unit
+
+SAMPLES = Path(__file__).resolve().parents[1] / "samples" / "codex"
+DAY = SAMPLES / "sessions" / "2026" / "03" / "10"
+MAIN_ID = "019cd6f9-7a80-7a11-8c11-0000000000a1"
+CHILD_ID = "019cd6fe-0e60-7b22-8c22-0000000000b2"
+MAIN = DAY / f"rollout-2026-03-10T09-00-00-{MAIN_ID}.jsonl"
+CHILD = DAY / f"rollout-2026-03-10T09-05-00-{CHILD_ID}.jsonl"
+BROKEN = DAY / "rollout-2026-03-10T10-00-00-019cd730-6900-7c33-8c33-0000000000c3.jsonl"
+# Resolved at import: the test harness strips SESSIONSTREAM_* variables once the stack starts.
+LOCALPUSH = shared_dir() / "fixtures" / "sessions" / "codex" / "localpush" / "codex" / "2026-02-23"
+MTIME = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
+# The main sample's final total_token_usage (input includes cached; output includes reasoning).
+MAIN_FINAL = {"input": 39000, "cached": 33728, "output": 650, "total": 39650}
+CHILD_OWN = {"input": 26000, "cached": 25088, "output": 90, "total": 26090}  # its one response
+
+
+async def _unused_publish(events: list[FileChanged]) -> None:
+    raise AssertionError("describe() only")
+
+
+PRODUCER = CodexProducer([SAMPLES], Path("unused-checkpoint.json"), _unused_publish)
+
+
+# --- driving decide() the way the producer would -------------------------------------------
+
+
+def line_events(path: Path, session: tuple[str, str, str | None] | None = None
+                ) -> list[FileChanged]:
+    """One file-changes event per non-empty line with its byte offset; session, kind and agent
+    from ``CodexProducer.describe`` unless given."""
+    data = path.read_bytes()
+    first = data.split(b"\n", 1)[0].decode()
+    session_id, kind, agent_id = session or PRODUCER.describe(path, first)
+    events, offset = [], 0
+    for line_no, raw in enumerate(data.split(b"\n"), start=1):
+        if raw.strip():
+            line = FileLine(path=str(path), offset=offset, line_no=line_no, line=raw.decode(),
+                            mtime=MTIME, file_kind=kind, agent_id=agent_id)
+            events.append(file_line_event("codex", session_id, line))
+        offset += len(raw) + 1
+    return events
+
+
+def decide_all(events: list[FileChanged]) -> list[SessionEvent]:
+    return [out for event in events for out in decide(event)]
+
+
+def payloads(events: list[SessionEvent], kind: str) -> list:
+    return [e.payload for e in events if e.type == kind]
+
+
+def usage_totals(events: list[SessionEvent]) -> dict[str, dict[str, int]]:
+    """The projection's rule: the largest report per (session, message_key), summed; returned
+    in Codex terms (``input`` includes ``cached``) to compare with ``total_token_usage``."""
+    best: dict[str, dict] = defaultdict(dict)
+    for event in events:
+        p = event.payload
+        if p.kind == "usage.reported":
+            kept = best[event.session_id].get(p.message_key)
+            if kept is None or p.total > kept.total:
+                best[event.session_id][p.message_key] = p
+    return {session: {
+        "input": sum(u.input_tokens + u.cache_read_tokens for u in kept.values()),
+        "cached": sum(u.cache_read_tokens for u in kept.values()),
+        "output": sum(u.output_tokens for u in kept.values()),
+        "total": sum(u.total for u in kept.values()),
+    } for session, kept in best.items()}
+
+
+# --- the traps, on hand-written samples ----------------------------------------------------
+
+
+def test_re_emitted_token_counts_share_a_key_and_add_nothing() -> None:
+    events = decide_all(line_events(MAIN))
+    usage = payloads(events, "usage.reported")
+    assert len(usage) == 6  # three responses, each token_count written twice
+    assert len({u.message_key for u in usage}) == 3
+    for first, again in zip(usage[::2], usage[1::2], strict=True):
+        assert first.model_dump(exclude={"line_uuid", "timestamp"}) == again.model_dump(
+            exclude={"line_uuid", "timestamp"})
+    assert usage_totals(events) == {MAIN_ID: MAIN_FINAL}
+    assert sum(u.total for u in usage) == 2 * MAIN_FINAL["total"]  # what naive summing gives
+
+
+def test_usage_buckets_are_disjoint_and_keyed_by_total_and_last() -> None:
+    first = payloads(decide_all(line_events(MAIN)), "usage.reported")[0]
+    assert first.message_key == "codex:T12000,8000,300,120,12300:L12000,8000,300,120,12300"
+    assert (first.input_tokens, first.cache_read_tokens, first.output_tokens) == (4000, 8000, 300)
+    assert first.cache_creation_5m_tokens == first.cache_creation_1h_tokens == 0
+    assert first.total == 12300
+    # The model is on the turn_context line, out of reach of a per-line parser.
+    assert first.model == UNKNOWN_MODEL
+
+
+def test_order_restarts_and_replays_do_not_change_totals() -> None:
+    lines = line_events(MAIN)
+    shuffled = lines[::-1] + random.Random(7).sample(lines, len(lines))
+    assert usage_totals(decide_all(shuffled)) == {MAIN_ID: MAIN_FINAL}
+    assert [e.event_id for e in decide(lines[11])] == [e.event_id for e in decide(lines[11])]
+
+
+def test_event_ids_are_unique_and_timestamps_come_from_the_line() -> None:
+    events = decide_all(line_events(MAIN))
+    assert len({e.event_id for e in events}) == len(events)
+    assert all(e.source == "codex" and e.session_id == MAIN_ID for e in events)
+    assert events[0].occurred_at == datetime(2026, 3, 10, 9, 0, 0, 120000, tzinfo=UTC)
+    assert all(e.payload.timestamp == e.occurred_at for e in events)
+
+
+def test_session_meta_and_turn_context_give_the_context() -> None:
+    contexts = payloads(decide_all(line_events(MAIN)), "session.context")
+    meta, turn = contexts
+    assert (meta.cwd, meta.version, meta.git_branch, meta.agent_id) == (
+        "/home/dev/demo", "0.110.0", "main", None)
+    assert (turn.cwd, turn.version) == ("/home/dev/demo", None)
+
+
+def test_tool_calls_and_results() -> None:
+    events = decide_all(line_events(MAIN))
+    calls = {c.tool_use_id: c for c in payloads(events, "tool.called")}
+    web = next(key for key in calls if key.startswith("web_search_call:"))
+    assert set(calls) == {"call_A1", "call_B2", "call_C3", web}
+    assert (calls["call_A1"].name, calls["call_A1"].input) == (
+        "exec_command", {"cmd": "pytest -q", "workdir": "/home/dev/demo"})
+    assert calls["call_B2"].name == "apply_patch"
+    assert calls["call_B2"].input["input"].startswith("*** Begin Patch")
+    assert calls["call_C3"].input == {"arguments": "[REDACTED_ARGUMENTS len=12]"}
+    assert (calls[web].name, calls[web].input) == (
+        "web_search", {"type": "search", "query": "pytest tmp_path"})
+    results = {r.tool_use_id: r for r in payloads(events, "tool.resulted")}
+    assert {key: r.is_error for key, r in results.items()} == {
+        "call_A1": True, "call_B2": False, "call_C3": False}
+    assert "1 failed" in results["call_A1"].content
+    assert results["call_C3"].content == "ok"
+
+
+def test_prompts_replies_and_the_duplicates_codex_writes() -> None:
+    events = decide_all(line_events(MAIN))
+    prompts = payloads(events, "user.prompted")
+    assert [p.text for p in prompts if not p.is_meta] == ["fix the failing test"]
+    meta = [p.text for p in prompts if p.is_meta]
+    assert meta[0].startswith("<environment_context>") and meta[1] == "fix the failing test"
+    replies = payloads(events, "assistant.message")
+    assert [(r.text, r.block_type, r.model) for r in replies] == [
+        ("Fixed: the test now passes.", "text", None)]
+    # developer message, reasoning, agent_reasoning, agent_message, task_* yield nothing
+    assert Counter(e.type for e in events) == {
+        "session.context": 2, "user.prompted": 3, "assistant.message": 1, "tool.called": 4,
+        "tool.resulted": 3, "usage.reported": 6, "session.compacted": 1, "system.event": 1,
+        "line.unknown": 2,
+    }
+
+
+def test_compaction_system_events_and_unknown_lines() -> None:
+    events = decide_all(line_events(MAIN))
+    assert len(payloads(events, "session.compacted")) == 1  # not again for context_compacted
+    assert [(s.subtype, s.content) for s in payloads(events, "system.event")] == [
+        ("turn_aborted", "interrupted")]
+    unknown = payloads(events, "line.unknown")
+    assert [u.line_type for u in unknown] == ["event_msg/plan_update", "thread_renamed"]
+    assert json.loads(unknown[1].raw)["payload"] == {"name": "Fix the failing test"}
+
+
+def test_forked_subagent_replay_counts_once_under_the_parent() -> None:
+    child = line_events(CHILD)
+    assert {(e.session_id, e.payload.file_kind, e.payload.agent_id) for e in child} == {
+        (MAIN_ID, "subagent", CHILD_ID)}
+    events = decide_all(line_events(MAIN) + child)
+    expected = {key: MAIN_FINAL[key] + CHILD_OWN[key] for key in MAIN_FINAL}
+    assert usage_totals(events) == {MAIN_ID: expected}
+    assert len({c.tool_use_id for c in payloads(events, "tool.called")}) == 4
+    links = payloads(events, "subagent.linked")
+    assert [(link.child_agent_id, link.agent_id) for link in links] == [(CHILD_ID, CHILD_ID)]
+    # A fork filed as its own session (a user fork) counts the replayed prefix again:
+    # the documented limit of a per-line parser.
+    alone = usage_totals(decide_all(line_events(CHILD, (CHILD_ID, "main", None))))
+    assert alone[CHILD_ID]["total"] == 51590 == CHILD_OWN["total"] + 25500
+
+
+def test_info_null_zero_usage_cumulative_fallback_and_a_model_when_present() -> None:
+    def one(payload: dict) -> list[SessionEvent]:
+        line = json.dumps({"timestamp": "2026-03-10T09:00:00Z", "type": "event_msg",
+                           "payload": {"type": "token_count", **payload}})
+        return decide(file_line_event("codex", MAIN_ID, FileLine(
+            path="/x/rollout.jsonl", offset=0, line_no=1, line=line, mtime=MTIME)))
+
+    zero = {"input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0, "total_tokens": 0}
+    usage = {"input_tokens": 500, "cached_input_tokens": 900, "output_tokens": 20}
+    assert one({"info": None, "rate_limits": {"limit_id": "codex"}}) == []
+    assert one({"info": {"total_token_usage": usage, "last_token_usage": zero}}) == []
+    [cumulative] = one({"info": {"total_token_usage": usage}, "model": "gpt-5.3-codex"})
+    p = cumulative.payload
+    assert (p.message_key, p.model) == ("codex:cumulative", "gpt-5.3-codex")
+    assert (p.input_tokens, p.cache_read_tokens, p.output_tokens) == (0, 500, 20)  # clamped
+
+
+def test_malformed_lines_raise_invalid_event_naming_path_and_line() -> None:
+    events = line_events(BROKEN)
+    with pytest.raises(InvalidEvent, match=rf"{BROKEN.name} line 2: not JSON"):
+        decide(events[1])
+    with pytest.raises(InvalidEvent, match=r"line 3: not a JSON object \(got list\)"):
+        decide(events[2])
+    assert [e.type for e in decide(events[3])] == ["usage.reported"]
+
+
+def test_archived_copy_lands_on_the_same_natural_keys(tmp_path: Path) -> None:
+    archived = tmp_path / "archived_sessions" / MAIN.name
+    archived.parent.mkdir()
+    shutil.copy(MAIN, archived)
+
+    def keys(events: list[SessionEvent]) -> list:
+        return [(e.session_id, e.payload.line_uuid, getattr(e.payload, "message_key", None))
+                for e in events]
+
+    live, moved = decide_all(line_events(MAIN)), decide_all(line_events(archived))
+    assert keys(live) == keys(moved)
+    assert {e.event_id for e in live}.isdisjoint(e.event_id for e in moved)
+
+
+def test_file_removed_becomes_session_file_removed() -> None:
+    line = FileLine(path=str(CHILD), offset=0, line_no=1, mtime=MTIME, file_kind="subagent",
+                    agent_id=CHILD_ID)
+    [out] = decide(file_removed_event("codex", MAIN_ID, line))
+    assert (out.type, out.payload.path, out.payload.agent_id) == (
+        "session.file_removed", str(CHILD), CHILD_ID)
+
+
+# --- the real rollouts ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def localpush() -> dict:
+    rollouts = sorted((LOCALPUSH / "raw" / "sessions").glob("rollout-*.jsonl"))
+    if not rollouts:
+        pytest.skip(f"no real Codex rollouts at {LOCALPUSH} (set SESSIONSTREAM_SHARED_DIR)")
+    return {
+        "rollouts": rollouts,
+        "events": {path: decide_all(line_events(path)) for path in rollouts},
+        "manifest": json.loads((LOCALPUSH / "manifest.json").read_text()),
+        "sessions": {s["id"]: s for s in json.loads(
+            (LOCALPUSH / "expected" / "codex-sessions.json").read_text())["sessions"]},
+    }
+
+
+def raw_lines(path: Path) -> list[dict]:
+    return [json.loads(raw) for raw in path.read_text().splitlines() if raw.strip()]
+
+
+def final_total(path: Path) -> dict[str, int]:
+    """The oracle: the last info-bearing token_count's total_token_usage, read directly."""
+    totals = [line["payload"]["info"]["total_token_usage"] for line in raw_lines(path)
+              if line["type"] == "event_msg" and line["payload"].get("type") == "token_count"
+              and line["payload"].get("info")]
+    last = totals[-1]
+    return {"input": last["input_tokens"], "cached": last["cached_input_tokens"],
+            "output": last["output_tokens"], "total": last["total_tokens"]}
+
+
+def test_real_rollouts_token_totals_equal_final_totals_and_the_authors(localpush) -> None:
+    for path, events in localpush["events"].items():
+        [(session, got)] = usage_totals(events).items()
+        assert got == final_total(path), path.name
+        tokens = localpush["sessions"][session]["tokens"]
+        assert (got["input"], got["cached"], got["output"]) == (
+            tokens["input"], tokens["cache_read"], tokens["output"]), path.name
+
+
+def test_real_rollouts_day_totals_equal_the_manifest(localpush) -> None:
+    """The manifest counts UTC 2026-02-23 only; one thread runs into the 24th, so this also
+    checks that each response is dated by its own line."""
+    day = [e for events in localpush["events"].values() for e in events
+           if e.occurred_at.date().isoformat() == "2026-02-23"]
+    per_session = usage_totals(day).values()
+    got = {key: sum(totals[key] for totals in per_session) for key in MAIN_FINAL}
+    expected = localpush["manifest"]["verification"]["token_totals"]
+    assert (got["input"], got["cached"], got["output"], got["total"]) == (
+        expected["input"], expected["cache_read"], expected["output"], expected["total"])
+
+
+def test_real_rollouts_sessions_tools_prompts_and_no_unknown_lines(localpush) -> None:
+    for path, events in localpush["events"].items():
+        lines = raw_lines(path)
+        thread = lines[0]["payload"]["id"]
+        assert path.stem.endswith(thread)
+        assert {e.session_id for e in events} == {thread}
+        items = [line["payload"] for line in lines if line["type"] == "response_item"]
+        call_ids = {i["call_id"] for i in items if i["type"] in (
+            "function_call", "custom_tool_call", "local_shell_call")}
+        searches = sum(i["type"] == "web_search_call" for i in items)
+        assert len({c.tool_use_id for c in payloads(events, "tool.called")}) == (
+            len(call_ids) + searches), path.name
+        prompts = [p for p in payloads(events, "user.prompted") if not p.is_meta]
+        assert len(prompts) == localpush["sessions"][thread]["message_count"], path.name
+        assert payloads(events, "line.unknown") == []
+        compactions = sum(line["type"] == "compacted" for line in lines)
+        assert len(payloads(events, "session.compacted")) == compactions
