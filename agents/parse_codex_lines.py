@@ -37,13 +37,18 @@ re-read from ``archived_sessions`` lands on the same natural keys.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
+from agents.line_parsing import (
+    MAX_TEXT_CHARS,
+    as_obj,
+    as_str,
+    clip,
+    decide_lines,
+    timestamp_of,
+    token_count,
+)
 from schemas.envelope import derive_event_id
 from schemas.events import (
     AssistantMessage,
@@ -51,7 +56,6 @@ from schemas.events import (
     SessionCompacted,
     SessionContext,
     SessionEvent,
-    SessionFileRemoved,
     SubagentLinked,
     SystemEvent,
     ToolCalled,
@@ -61,7 +65,6 @@ from schemas.events import (
     UserPrompted,
 )
 from schemas.file_changes import FileChanged
-from streams.errors import InvalidEvent
 
 __all__ = ["MAX_TEXT_CHARS", "UNKNOWN_MODEL", "decide", "usage_key"]
 
@@ -69,7 +72,6 @@ Obj = dict[str, Any]
 Common = dict[str, Any]
 Handler = Callable[[Obj, FileChanged, Common], list[EventPayload]]
 
-MAX_TEXT_CHARS = 100_000  # keeps one event far below Kafka's default 1 MiB message limit
 MAX_RAW_CHARS = 2_000
 UNKNOWN_MODEL = "codex-unknown"
 USAGE_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens",
@@ -101,67 +103,21 @@ def decide(event: FileChanged) -> list[SessionEvent]:
         InvalidEvent: the line is not a JSON object, or does not fit the event schemas; the
             message names the file and line number. The caller dead-letters the event.
     """
-    if event.type == "file.removed":
-        removed = SessionFileRemoved(path=event.payload.path, agent_id=event.payload.agent_id)
-        return _envelopes(event, [removed], None)
-    if event.type != "file.line_appended":
-        raise InvalidEvent(f"{_where(event)}: unexpected event type {event.type!r}")
-    line = _load(event)
-    try:
-        return _envelopes(event, _derive(line, event), _timestamp(line))
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InvalidEvent(
-            f"{_where(event)}: does not fit the event schema "
-            f"({'.'.join(map(str, first['loc']))}: {first['msg']})"
-        ) from exc
+    return decide_lines(event, _derive)
 
 
 def usage_key(total: Obj, last: Obj) -> str:
     """``codex:T<total fields>:L<last fields>``: equal for a re-emitted ``token_count``."""
     def fields(usage: Obj) -> str:
-        return ",".join(str(_int(usage.get(name))) for name in USAGE_FIELDS)
+        return ",".join(str(token_count(usage.get(name))) for name in USAGE_FIELDS)
     return f"codex:T{fields(total)}:L{fields(last)}"
 
 
-def _where(event: FileChanged) -> str:
-    return f"{event.payload.path} line {event.payload.line_no}"
-
-
-def _load(event: FileChanged) -> Obj:
-    try:
-        value = json.loads(event.payload.line)
-    except json.JSONDecodeError as exc:
-        detail = exc.msg.removesuffix(" at")
-        raise InvalidEvent(f"{_where(event)}: not JSON ({detail} at char {exc.pos})") from exc
-    except RecursionError as exc:
-        raise InvalidEvent(f"{_where(event)}: not JSON (nested too deeply)") from exc
-    if not isinstance(value, dict):
-        raise InvalidEvent(f"{_where(event)}: not a JSON object (got {type(value).__name__})")
-    return value
-
-
-def _envelopes(
-    event: FileChanged, payloads: list[EventPayload], occurred_at: datetime | None
-) -> list[SessionEvent]:
-    seen: Counter[str] = Counter()
-    envelopes = []
-    for payload in payloads:
-        index = seen[payload.kind]
-        seen[payload.kind] += 1
-        envelopes.append(SessionEvent(
-            event_id=derive_event_id(event.event_id, payload.kind, index), source=event.source,
-            type=payload.kind, occurred_at=occurred_at or event.occurred_at,
-            session_id=event.session_id, payload=payload,
-        ))
-    return envelopes
-
-
 def _derive(line: Obj, event: FileChanged) -> list[EventPayload]:
-    kind, payload = line.get("type"), _obj(line.get("payload"))
-    sub = _str(payload.get("type"))
+    kind, payload = line.get("type"), as_obj(line.get("payload"))
+    sub = as_str(payload.get("type"))
     common: Common = {"line_uuid": derive_event_id("codex-line", event.payload.line),
-                      "timestamp": _timestamp(line), "agent_id": event.payload.agent_id}
+                      "timestamp": timestamp_of(line), "agent_id": event.payload.agent_id}
     handler = _route(kind, sub)
     if handler is not None:
         return handler(payload, event, common)
@@ -189,13 +145,13 @@ def _silent(payload: Obj, event: FileChanged, common: Common) -> list[EventPaylo
 
 def _session_meta(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
     """Context of this thread; a parent's ``session_meta`` replayed into a fork is skipped."""
-    thread, agent_id = _str(payload.get("id")), event.payload.agent_id
+    thread, agent_id = as_str(payload.get("id")), event.payload.agent_id
     if thread is not None and thread not in (event.session_id, agent_id):
         return []
-    git = _obj(payload.get("git"))
+    git = as_obj(payload.get("git"))
     events: list[EventPayload] = [SessionContext(
-        cwd=_str(payload.get("cwd")), git_branch=_str(git.get("branch")),
-        version=_str(payload.get("cli_version")), **common,
+        cwd=as_str(payload.get("cwd")), git_branch=as_str(git.get("branch")),
+        version=as_str(payload.get("cli_version")), **common,
     )]
     if agent_id is not None and thread == agent_id:
         events.append(SubagentLinked(child_agent_id=agent_id, **common))
@@ -203,7 +159,7 @@ def _session_meta(payload: Obj, event: FileChanged, common: Common) -> list[Even
 
 
 def _turn_context(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
-    cwd = _str(payload.get("cwd"))
+    cwd = as_str(payload.get("cwd"))
     return [SessionContext(cwd=cwd, **common)] if cwd else []
 
 
@@ -216,21 +172,21 @@ def _compacted(payload: Obj, event: FileChanged, common: Common) -> list[EventPa
 
 def _message(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
     role = payload.get("role")
-    text, truncated = _clip(_content_text(payload.get("content")))
+    text, truncated = clip(_content_text(payload.get("content")))
     if role == "user":  # the model's copy of a prompt, or injected instructions/context
         return [UserPrompted(text=text, truncated=truncated, is_meta=True, **common)]
     if role == "assistant":
-        key = _str(payload.get("id")) or f"codex:{common['line_uuid']}"
+        key = as_str(payload.get("id")) or f"codex:{common['line_uuid']}"
         return [AssistantMessage(message_key=key, text=text, truncated=truncated, **common)]
     return []  # developer/system: harness instructions
 
 
 def _tool_call(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
-    kind = _str(payload.get("type")) or ""
+    kind = as_str(payload.get("type")) or ""
     field = TOOL_CALLS[kind]
-    tool_use_id = (_str(payload.get("call_id")) or _str(payload.get("id"))
+    tool_use_id = (as_str(payload.get("call_id")) or as_str(payload.get("id"))
                    or f"{kind}:{common['line_uuid']}")
-    name = _str(payload.get("name")) or kind.removesuffix("_call")
+    name = as_str(payload.get("name")) or kind.removesuffix("_call")
     return [ToolCalled(tool_use_id=tool_use_id, name=name,
                        input=_tool_input(field, payload.get(field)), **common)]
 
@@ -250,8 +206,8 @@ def _tool_input(field: str, value: object) -> Obj:
 
 def _tool_output(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
     output = payload.get("output")
-    content, truncated = _clip(_output_text(output))
-    return [ToolResulted(tool_use_id=_str(payload.get("call_id")) or "", content=content,
+    content, truncated = clip(_output_text(output))
+    return [ToolResulted(tool_use_id=as_str(payload.get("call_id")) or "", content=content,
                          truncated=truncated, is_error=_failed(output), **common)]
 
 
@@ -264,7 +220,7 @@ def _failed(output: object) -> bool:
             return False
     if not isinstance(output, dict):
         return False
-    exit_code = _obj(output.get("metadata")).get("exit_code")
+    exit_code = as_obj(output.get("metadata")).get("exit_code")
     return output.get("success") is False or (type(exit_code) is int and exit_code != 0)
 
 
@@ -272,8 +228,8 @@ def _failed(output: object) -> bool:
 
 
 def _user_message(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
-    text, truncated = _clip(_str(payload.get("message")) or "")
-    kind = _str(payload.get("kind"))  # older versions flag injected context here
+    text, truncated = clip(as_str(payload.get("message")) or "")
+    kind = as_str(payload.get("kind"))  # older versions flag injected context here
     return [UserPrompted(text=text, truncated=truncated, is_meta=kind not in (None, "plain"),
                          **common)]
 
@@ -281,7 +237,7 @@ def _user_message(payload: Obj, event: FileChanged, common: Common) -> list[Even
 def _token_count(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
     """One usage report per info-bearing line (see the module docstring); none when ``info``
     is null (a rate-limit refresh) or the response used no tokens."""
-    info = _obj(payload.get("info"))
+    info = as_obj(payload.get("info"))
     total, last = info.get("total_token_usage"), info.get("last_token_usage")
     if not isinstance(total, dict):
         return []
@@ -289,19 +245,19 @@ def _token_count(payload: Obj, event: FileChanged, common: Common) -> list[Event
         key, usage = usage_key(total, last), last
     else:
         key, usage = "codex:cumulative", total
-    given = _int(usage.get("input_tokens"))
-    cached = min(_int(usage.get("cached_input_tokens")), given)
-    output = _int(usage.get("output_tokens"))
+    given = token_count(usage.get("input_tokens"))
+    cached = min(token_count(usage.get("cached_input_tokens")), given)
+    output = token_count(usage.get("output_tokens"))
     if not (given or output):
         return []
-    model = _str(payload.get("model")) or _str(info.get("model")) or UNKNOWN_MODEL
+    model = as_str(payload.get("model")) or as_str(info.get("model")) or UNKNOWN_MODEL
     return [UsageReported(message_key=key, model=model, input_tokens=given - cached,
                           cache_read_tokens=cached, output_tokens=output, **common)]
 
 
 def _system(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
-    text = _str(payload.get("message")) or _str(payload.get("reason")) or ""
-    return [SystemEvent(subtype=_str(payload.get("type")), content=_clip(text)[0], **common)]
+    text = as_str(payload.get("message")) or as_str(payload.get("reason")) or ""
+    return [SystemEvent(subtype=as_str(payload.get("type")), content=clip(text)[0], **common)]
 
 
 LINE_HANDLERS: dict[str, Handler] = {
@@ -321,7 +277,7 @@ def _content_text(content: object) -> str:
     """Message content as text: text items verbatim, other items (images) as ``[type]``."""
     if isinstance(content, str):
         return content
-    items = [_obj(item) for item in content] if isinstance(content, list) else []
+    items = [as_obj(item) for item in content] if isinstance(content, list) else []
     return "\n".join(i["text"] if isinstance(i.get("text"), str) else f"[{i.get('type', 'item')}]"
                      for i in items)
 
@@ -332,31 +288,3 @@ def _output_text(output: object) -> str:
     if isinstance(output, dict) and isinstance(output.get("content"), str | list):
         return _content_text(output["content"])
     return _content_text(output) if isinstance(output, list) else json.dumps(output)
-
-
-def _timestamp(line: Obj) -> datetime | None:
-    raw = line.get("timestamp")
-    if not isinstance(raw, str):
-        return None
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
-def _clip(text: str) -> tuple[str, bool]:
-    return (text[:MAX_TEXT_CHARS], True) if len(text) > MAX_TEXT_CHARS else (text, False)
-
-
-def _str(value: object) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _int(value: object) -> int:
-    """A token count: non-negative ints pass, anything else (null, bool, junk) counts 0."""
-    return value if type(value) is int and value >= 0 else 0
-
-
-def _obj(value: object) -> Obj:
-    return value if isinstance(value, dict) else {}

@@ -20,9 +20,10 @@ __all__ = ["ALIASES", "build_projections", "resolve_name"]
 ALIASES = {"postgres": SessionTables.name, "neo4j": SessionGraph.name}
 
 
-def build_projections(settings: Settings, endpoints: Endpoints) -> dict[str, Projection]:
+def build_projections(settings: Settings, endpoints: Endpoints,
+                      pricing: PricingTable | None = None) -> dict[str, Projection]:
     """``{name: projection}`` for the stores ``endpoints`` point at."""
-    pricing = PricingTable.load(settings.pricing_file)
+    pricing = pricing or PricingTable.load(settings.pricing_file)
     built: dict[str, Projection] = {
         SessionTables.name: SessionTables(endpoints.postgres_dsn, pricing),
     }

@@ -14,6 +14,8 @@ import logging
 from collections import Counter
 from dataclasses import asdict, dataclass
 
+from aiokafka.errors import KafkaError
+
 from agents.endpoints import Endpoints
 from agents.projection_set import build_projections
 from agents.summarize_runner import GROUP_ID as SUMMARIZE_GROUP
@@ -82,7 +84,7 @@ async def collect_status(settings: Settings) -> list[StatusRow]:
                 async for record in tail(bootstrap, spec.dlq, from_beginning=True, follow=False,
                                          idle_s=0.5):
                     dead[str(record.get("consumer"))] += 1
-        except (OSError, SessionStreamError, Exception) as exc:  # noqa: BLE001 - reported
+        except (OSError, SessionStreamError, KafkaError) as exc:
             note = f"broker unreachable: {exc}"
             bootstrap = None
     else:

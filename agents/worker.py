@@ -71,8 +71,8 @@ class Pipeline:
         self.exporter = (None if backfill else
                          start_metrics(settings.metrics_port, endpoints.otlp_endpoint,
                                        settings.metrics_host))
-        projections = build_projections(settings, endpoints)
         pricing = PricingTable.load(settings.pricing_file)
+        projections = build_projections(settings, endpoints, pricing)
         self.metrics = SessionMetrics(
             self.exporter.meter_provider if self.exporter else MeterProvider(),
             list(projections.values()))

@@ -15,6 +15,7 @@ import os
 import stat
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -78,10 +79,9 @@ def topic_name() -> str:
     return f"test.{uuid.uuid4().hex[:12]}.v1"
 
 
-@pytest.fixture
-async def pg_dsn(stack: dict[str, str]) -> AsyncIterator[str]:
-    """DSN of a fresh database, dropped after the test."""
-    admin_dsn = stack["postgres"]
+@asynccontextmanager
+async def fresh_database(admin_dsn: str) -> AsyncIterator[str]:
+    """DSN of a new, empty database on the server of ``admin_dsn``, dropped on exit."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(admin_dsn)
     try:
@@ -90,6 +90,13 @@ async def pg_dsn(stack: dict[str, str]) -> AsyncIterator[str]:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def pg_dsn(stack: dict[str, str]) -> AsyncIterator[str]:
+    """DSN of a fresh database, dropped after the test."""
+    async with fresh_database(stack["postgres"]) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -9,7 +9,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["shared_dir"]
+import pytest
+
+__all__ = ["claude_fixtures", "shared_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,3 +20,12 @@ def shared_dir() -> Path:
     """The shared folder (it may not exist; callers check and skip)."""
     configured = os.environ.get("SESSIONSTREAM_SHARED_DIR")
     return Path(configured) if configured else REPO_ROOT.parent / "shared"
+
+
+def claude_fixtures() -> Path:
+    """The real Claude Code transcripts; skips the calling test, saying why, when absent."""
+    root = shared_dir() / "fixtures" / "sessions" / "claude-code"
+    if not root.exists():
+        pytest.skip(f"real Claude Code transcripts not found at {root} "
+                    "(set SESSIONSTREAM_SHARED_DIR)")
+    return root

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -24,8 +25,6 @@ pytestmark = pytest.mark.integration
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples" / "claude" / "projects" / \
     "-home-dev-demo"
-MALFORMED_SESSION = "malformed"  # the producer names sessions after their files
-TRUNCATED_SESSION = "truncated"
 
 
 async def _records(bootstrap: str, topic: str) -> list[dict[str, object]]:
@@ -38,8 +37,12 @@ async def test_bad_lines_are_dead_lettered_kept_or_held_back(
 ) -> None:
     project = tmp_path / "claude" / "-home-dev-demo"
     project.mkdir(parents=True)
-    malformed = project / "malformed.jsonl"
-    truncated = project / "truncated.jsonl"
+    # The producer names sessions after their files: unique names keep this run's sessions
+    # apart from earlier runs' on the same long-lived topics.
+    run = uuid.uuid4().hex[:8]
+    malformed_session, truncated_session = f"malformed-{run}", f"truncated-{run}"
+    malformed = project / f"{malformed_session}.jsonl"
+    truncated = project / f"{truncated_session}.jsonl"
     shutil.copy(SAMPLES / "malformed.jsonl", malformed)
     shutil.copy(SAMPLES / "truncated.jsonl", truncated)
 
@@ -50,14 +53,14 @@ async def test_bad_lines_are_dead_lettered_kept_or_held_back(
     dead = [r for r in await _records(bootstrap, "sessions.file-changes.v1.dlq")
             if str(malformed) in str(r.get("value"))]
     reasons = sorted(str(r["error"]) for r in dead)
-    assert any("malformed.jsonl line 2: not JSON" in e for e in reasons), reasons
-    assert any("malformed.jsonl line 3: not a JSON object" in e for e in reasons), reasons
+    assert any(f"{malformed} line 2: not JSON" in e for e in reasons), reasons
+    assert any(f"{malformed} line 3: not a JSON object" in e for e in reasons), reasons
     assert {r["consumer"] for r in dead} == {"parse_lines"}
 
     events = [r for r in await _records(bootstrap, "sessions.events.v1")
-              if r.get("session_id") in {MALFORMED_SESSION, TRUNCATED_SESSION}]
+              if r.get("session_id") in {malformed_session, truncated_session}]
     unknown = {e["payload"]["line_type"] for e in events  # type: ignore[index]
-               if e["type"] == "line.unknown" and e["session_id"] == MALFORMED_SESSION}
+               if e["type"] == "line.unknown" and e["session_id"] == malformed_session}
     assert unknown == {"telemetry-beacon", None}
 
     lines = [r for r in await _records(bootstrap, "sessions.file-changes.v1")
@@ -67,10 +70,10 @@ async def test_bad_lines_are_dead_lettered_kept_or_held_back(
     conn = await asyncpg.connect(pg_dsn)
     try:
         row = await conn.fetchrow("SELECT prompts FROM sessions WHERE id = $1",
-                                  MALFORMED_SESSION)
+                                  malformed_session)
         assert row is not None and row["prompts"] == 1  # the good line before the bad ones
         before = await conn.fetchval(
-            "SELECT count(*) FROM messages WHERE session_id = $1", TRUNCATED_SESSION)
+            "SELECT count(*) FROM messages WHERE session_id = $1", truncated_session)
 
         # Complete the partial line: now it is published and projected.
         text = truncated.read_text()
@@ -86,7 +89,7 @@ async def test_bad_lines_are_dead_lettered_kept_or_held_back(
         second = backfill_cli(pipeline_env, tmp_path / "claude")
         assert second.returncode == 0, second.stderr[-3000:]
         after = await conn.fetchval(
-            "SELECT count(*) FROM messages WHERE session_id = $1", TRUNCATED_SESSION)
+            "SELECT count(*) FROM messages WHERE session_id = $1", truncated_session)
     finally:
         await conn.close()
     assert after == before + 1

@@ -8,30 +8,20 @@ files counted once, ``agent_progress`` mirrors never counted).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import asyncpg
 import pytest
 
-from tests.fixtures_path import shared_dir
+from tests.fixtures_path import claude_fixtures
 from tests.integration.pipeline_helpers import backfill_cli
 from tests.oracle import claude_session_totals
 
 pytestmark = pytest.mark.integration
 
 
-def _claude_fixtures() -> Path:
-    root = shared_dir() / "fixtures" / "sessions" / "claude-code"
-    if not root.exists():
-        pytest.skip(f"real Claude Code transcripts not found at {root} "
-                    "(set SESSIONSTREAM_SHARED_DIR)")
-    return root
-
-
 async def test_backfill_of_the_fixtures_matches_the_deduplicated_totals(
     pipeline_env: dict[str, str], pg_dsn: str
 ) -> None:
-    source = _claude_fixtures()
+    source = claude_fixtures()
     # Sessions are identified by their files (three fixture files were renamed upstream, so
     # their stems differ from the sessionId inside): group the oracle the same way.
     expected = claude_session_totals(sorted(source.rglob("*.jsonl")), by_path=True)
@@ -61,7 +51,7 @@ async def test_backfill_of_the_fixtures_matches_the_deduplicated_totals(
 async def test_a_second_backfill_changes_nothing(
     pipeline_env: dict[str, str], pg_dsn: str
 ) -> None:
-    source = _claude_fixtures()
+    source = claude_fixtures()
     first = backfill_cli(pipeline_env, source)
     assert first.returncode == 0, first.stderr[-3000:]
     conn = await asyncpg.connect(pg_dsn)

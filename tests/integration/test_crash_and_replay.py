@@ -16,7 +16,6 @@ import signal
 import socket
 import subprocess
 import time
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,19 +24,12 @@ import httpx
 import neo4j
 import pytest
 
-from tests.fixtures_path import shared_dir
+from tests.conftest import fresh_database
+from tests.fixtures_path import claude_fixtures
 from tests.integration import snapshots
 from tests.integration.pipeline_helpers import CLI, backfill_cli, cli_env, start_cli
 
 pytestmark = pytest.mark.integration
-
-
-def _fixtures() -> Path:
-    root = shared_dir() / "fixtures" / "sessions" / "claude-code"
-    if not root.exists():
-        pytest.skip(f"real Claude Code transcripts not found at {root} "
-                    "(set SESSIONSTREAM_SHARED_DIR)")
-    return root
 
 
 def _free_port() -> int:
@@ -48,15 +40,8 @@ def _free_port() -> int:
 
 @pytest.fixture
 async def second_dsn(stack: dict[str, str]) -> AsyncIterator[str]:
-    admin_dsn = stack["postgres"]
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield admin_dsn.rsplit("/", 1)[0] + "/" + name
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    async with fresh_database(stack["postgres"]) as dsn:
+        yield dsn
 
 
 def _env(stack: dict[str, str], dsn: str, state: Path, metrics_port: int = 0) -> dict[str, str]:
@@ -124,7 +109,7 @@ async def test_sigkill_mid_ingest_then_restart_equals_an_uninterrupted_run(
     stack: dict[str, str], pg_dsn: str, second_dsn: str, neo4j_driver: neo4j.AsyncDriver,
     tmp_path: Path,
 ) -> None:
-    source = _fixtures()
+    source = claude_fixtures()
     port = _free_port()
     crashed = _env(stack, pg_dsn, tmp_path / "crashed", port)
     log = tmp_path / "run.log"
@@ -188,7 +173,7 @@ async def test_sigkill_mid_ingest_then_restart_equals_an_uninterrupted_run(
 async def test_replay_rebuilds_tables_and_graph_equal_to_the_live_ones(
     stack: dict[str, str], pg_dsn: str, neo4j_driver: neo4j.AsyncDriver, tmp_path: Path,
 ) -> None:
-    source = _fixtures()
+    source = claude_fixtures()
     env = _env(stack, pg_dsn, tmp_path / "state")
     result = backfill_cli(env, source)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

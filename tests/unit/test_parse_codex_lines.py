@@ -322,3 +322,15 @@ def test_real_rollouts_sessions_tools_prompts_and_no_unknown_lines(localpush) ->
         assert payloads(events, "line.unknown") == []
         compactions = sum(line["type"] == "compacted" for line in lines)
         assert len(payloads(events, "session.compacted")) == compactions
+
+
+def test_lone_surrogates_are_replaced_so_codex_events_encode() -> None:
+    line = json.dumps({"timestamp": "2026-03-10T09:00:01Z", "type": "event_msg",
+                       "payload": {"type": "user_message", "message": "cut emoji \ud83d|"}})
+    assert "\\ud83d" in line
+    events = decide(file_line_event("codex", "s1", FileLine(
+        path="/p/rollout.jsonl", offset=0, line_no=1, line=line,
+        mtime=datetime(2026, 3, 10, tzinfo=UTC))))
+    for event in events:
+        event.model_dump_json().encode()  # raises UnicodeEncodeError on a lone surrogate
+    assert any("\ufffd" in event.model_dump_json() for event in events)

@@ -1,0 +1,131 @@
+"""What every per-source line parser shares: the ``decide`` skeleton and JSON value helpers.
+
+:func:`decide_lines` is the whole contract of a parser around its source-specific ``derive``:
+a ``file.removed`` becomes ``session.file_removed``; a line is loaded as a JSON object (lone
+surrogate escapes replaced so every event encodes as UTF-8), derived into payloads and wrapped
+in envelopes with deterministic ids (``derive_event_id(event.event_id, kind, n)``, ``n``
+counting that kind within the line). A line that is not a JSON object, or whose payloads do not
+fit the event schemas, raises ``InvalidEvent`` naming the file and line number.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.envelope import derive_event_id
+from schemas.events import EventPayload, SessionEvent, SessionFileRemoved
+from schemas.file_changes import FileChanged
+from streams.errors import InvalidEvent
+
+__all__ = [
+    "MAX_TEXT_CHARS", "Obj", "as_obj", "as_str", "clip", "decide_lines", "timestamp_of",
+    "token_count", "where",
+]
+
+Obj = dict[str, Any]
+Derive = Callable[[Obj, FileChanged], list[EventPayload]]
+
+# Texts are clipped (and flagged ``truncated``) so one event stays far below Kafka's default
+# 1 MiB message limit even when a tool result holds a whole file.
+MAX_TEXT_CHARS = 100_000
+# JSON may escape lone UTF-16 surrogates (JS slicing cuts emoji in half); they cannot be encoded.
+SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def decide_lines(event: FileChanged, derive: Derive) -> list[SessionEvent]:
+    """The normalized events of one ``sessions.file-changes.v1`` event, by ``derive``."""
+    if event.type == "file.removed":
+        removed = SessionFileRemoved(path=event.payload.path, agent_id=event.payload.agent_id)
+        return _envelopes(event, [removed], None)
+    if event.type != "file.line_appended":
+        raise InvalidEvent(f"{where(event)}: unexpected event type {event.type!r}")
+    line = _load(event)
+    try:
+        return _envelopes(event, derive(line, event), timestamp_of(line))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise InvalidEvent(
+            f"{where(event)}: does not fit the event schema "
+            f"({'.'.join(map(str, first['loc']))}: {first['msg']})"
+        ) from exc
+
+
+def where(event: FileChanged) -> str:
+    return f"{event.payload.path} line {event.payload.line_no}"
+
+
+def _load(event: FileChanged) -> Obj:
+    try:
+        value = json.loads(event.payload.line)
+    except json.JSONDecodeError as exc:
+        detail = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
+        raise InvalidEvent(f"{where(event)}: not JSON ({detail} at char {exc.pos})") from exc
+    except RecursionError as exc:
+        raise InvalidEvent(f"{where(event)}: not JSON (nested too deeply)") from exc
+    if not isinstance(value, dict):
+        raise InvalidEvent(f"{where(event)}: not a JSON object (got {type(value).__name__})")
+    return _scrub(value) if SURROGATE_ESCAPE.search(event.payload.line) else value
+
+
+def _scrub(value: Any) -> Any:
+    """``value`` with every lone surrogate replaced by U+FFFD, so events encode as UTF-8."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, list):
+        return [_scrub(item) for item in value]
+    if isinstance(value, dict):
+        return {_scrub(key): _scrub(item) for key, item in value.items()}
+    return value
+
+
+def _envelopes(
+    event: FileChanged, payloads: list[EventPayload], occurred_at: datetime | None
+) -> list[SessionEvent]:
+    seen: Counter[str] = Counter()
+    envelopes = []
+    for payload in payloads:
+        index = seen[payload.kind]
+        seen[payload.kind] += 1
+        envelopes.append(SessionEvent(
+            event_id=derive_event_id(event.event_id, payload.kind, index), source=event.source,
+            type=payload.kind, occurred_at=occurred_at or event.occurred_at,
+            session_id=event.session_id, payload=payload,
+        ))
+    return envelopes
+
+
+def timestamp_of(line: Obj) -> datetime | None:
+    """The line's ``timestamp`` as an aware datetime (naive values are taken as UTC)."""
+    raw = line.get("timestamp")
+    if not isinstance(raw, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def clip(text: str, limit: int = MAX_TEXT_CHARS) -> tuple[str, bool]:
+    """``(text cut to limit, whether it was cut)``."""
+    return (text[:limit], True) if len(text) > limit else (text, False)
+
+
+def as_str(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def token_count(value: object) -> int:
+    """A token count: non-negative ints pass, anything else (null, bool, junk) counts 0."""
+    return value if type(value) is int and value >= 0 else 0
+
+
+def as_obj(value: object) -> Obj:
+    return value if isinstance(value, dict) else {}
