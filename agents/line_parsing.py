@@ -25,12 +25,14 @@ from schemas.file_changes import FileChanged
 from streams.errors import InvalidEvent
 
 __all__ = [
-    "MAX_TEXT_CHARS", "Obj", "as_obj", "as_str", "clip", "decide_lines", "timestamp_of",
+    "MAX_TEXT_CHARS", "Obj", "as_obj", "as_str", "clip", "decide_lines", "load_line",
+    "parse_time", "timestamp_of",
     "token_count", "where",
 ]
 
 Obj = dict[str, Any]
 Derive = Callable[[Obj, FileChanged], list[EventPayload]]
+DeriveSnapshot = Callable[[FileChanged], list[EventPayload]]
 
 # Texts are clipped (and flagged ``truncated``) so one event stays far below Kafka's default
 # 1 MiB message limit even when a tool result holds a whole file.
@@ -39,16 +41,38 @@ MAX_TEXT_CHARS = 100_000
 SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
-def decide_lines(event: FileChanged, derive: Derive) -> list[SessionEvent]:
-    """The normalized events of one ``sessions.file-changes.v1`` event, by ``derive``."""
+def decide_lines(
+    event: FileChanged,
+    derive: Derive,
+    snapshot: DeriveSnapshot | None = None,
+    session_of: Callable[[Obj], str | None] | None = None,
+) -> list[SessionEvent]:
+    """The normalized events of one ``sessions.file-changes.v1`` event.
+
+    A line goes to ``derive``; a ``file.snapshot`` (a whole rewritten file, text in
+    ``payload.line``) to ``snapshot``, and is an ``InvalidEvent`` for a source without one.
+    ``session_of``, when given, may file a line under another session than the file's (a
+    global history file whose lines name their conversation); None keeps the file's.
+    """
     if event.type == "file.removed":
-        removed = SessionFileRemoved(path=event.payload.path, agent_id=event.payload.agent_id)
+        removed = SessionFileRemoved(path=event.payload.path, agent_id=event.payload.agent_id,
+                                     file_kind=event.payload.file_kind)
         return _envelopes(event, [removed], None)
+    if event.type == "file.snapshot":
+        if snapshot is None:
+            raise InvalidEvent(f"{where(event)}: this source publishes no whole-file snapshots")
+        return _checked(event, lambda: _envelopes(event, snapshot(event), None))
     if event.type != "file.line_appended":
         raise InvalidEvent(f"{where(event)}: unexpected event type {event.type!r}")
-    line = _load(event)
+    line = load_line(event)
+    session_id = session_of(line) if session_of is not None else None
+    return _checked(event, lambda: _envelopes(event, derive(line, event), timestamp_of(line),
+                                              session_id))
+
+
+def _checked(event: FileChanged, build: Callable[[], list[SessionEvent]]) -> list[SessionEvent]:
     try:
-        return _envelopes(event, derive(line, event), timestamp_of(line))
+        return build()
     except ValidationError as exc:
         first = exc.errors()[0]
         raise InvalidEvent(
@@ -61,7 +85,8 @@ def where(event: FileChanged) -> str:
     return f"{event.payload.path} line {event.payload.line_no}"
 
 
-def _load(event: FileChanged) -> Obj:
+def load_line(event: FileChanged) -> Obj:
+    """The event's text as a JSON object; ``InvalidEvent`` naming file, line and reason."""
     try:
         value = json.loads(event.payload.line)
     except json.JSONDecodeError as exc:
@@ -86,7 +111,8 @@ def _scrub(value: Any) -> Any:
 
 
 def _envelopes(
-    event: FileChanged, payloads: list[EventPayload], occurred_at: datetime | None
+    event: FileChanged, payloads: list[EventPayload], occurred_at: datetime | None,
+    session_id: str | None = None,
 ) -> list[SessionEvent]:
     seen: Counter[str] = Counter()
     envelopes = []
@@ -96,14 +122,23 @@ def _envelopes(
         envelopes.append(SessionEvent(
             event_id=derive_event_id(event.event_id, payload.kind, index), source=event.source,
             type=payload.kind, occurred_at=occurred_at or event.occurred_at,
-            session_id=event.session_id, payload=payload,
+            session_id=session_id or event.session_id, payload=payload,
         ))
     return envelopes
 
 
 def timestamp_of(line: Obj) -> datetime | None:
     """The line's ``timestamp`` as an aware datetime (naive values are taken as UTC)."""
-    raw = line.get("timestamp")
+    return parse_time(line.get("timestamp"))
+
+
+def parse_time(raw: object) -> datetime | None:
+    """An ISO-8601 string (``Z`` allowed, naive taken as UTC) or epoch milliseconds, else None."""
+    if type(raw) is int and raw > 0:
+        try:
+            return datetime.fromtimestamp(raw / 1000, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
     if not isinstance(raw, str):
         return None
     try:

@@ -277,7 +277,7 @@ class Summarizer:
         state.reopen()  # any event after a close makes the session active again...
         state.apply(event)
         p = event.payload
-        if isinstance(p, SessionFileRemoved) and p.agent_id is None:
+        if isinstance(p, SessionFileRemoved) and p.ends_session:
             assert state.last_activity_at is not None
             state.close(state.last_activity_at)  # ...unless it is the main file's removal
 

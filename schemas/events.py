@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.envelope import Envelope
 
 __all__ = [
+    "ArtifactDescribed", "ArtifactRevised", "SessionRewound", "SessionStateReported",
     "AssistantMessage", "EventPayload", "FileTouched", "SessionCompacted", "SessionContext",
     "SessionEvent", "SessionFileRemoved", "SessionTitled", "SubagentLinked", "SystemEvent",
     "ToolCalled", "ToolResulted", "UnknownLine", "UsageReported", "UserPrompted",
@@ -140,12 +141,79 @@ class UnknownLine(_Payload):
 class SessionFileRemoved(_Payload):
     kind: Literal["session.file_removed"] = "session.file_removed"
     path: str
+    file_kind: Literal["main", "subagent", "artifact"] = "main"
+
+    @property
+    def ends_session(self) -> bool:
+        """Only the removal of the session's own main file ends it."""
+        return self.agent_id is None and self.file_kind == "main"
+
+
+class SessionStateReported(_Payload):
+    """A snapshot of state an agent keeps about its session (a session-skill ``state.json``,
+    a plan's checklist, a spec's title), reported by one ``facet`` (usually the file it came
+    from). Per field, the newest ``updated_at`` among the facets that set it wins; ``None``
+    means "this facet does not say", never "clear it"."""
+
+    kind: Literal["session.state"] = "session.state"
+    facet: str = Field(description="Where the state came from, e.g. state.json or plan.json.")
+    updated_at: datetime | None = Field(default=None, description="Else the event's time.")
+    slug: str | None = None
+    title: str | None = None
+    status: str | None = None
+    session_type: str | None = None
+    project: str | None = None
+    working_dir: str | None = None
+    session_dir: str | None = None
+    current_task: str | None = None
+    checkpoint: dict[str, Any] | None = None
+    progress_done: int | None = Field(default=None, ge=0)
+    progress_total: int | None = Field(default=None, ge=0)
+
+
+class ArtifactRevised(_Payload):
+    """One revision of a document the agent maintains for a session (task list, plan,
+    walkthrough, spec). ``path`` names the artifact (snapshots such as ``task.md.resolved.2``
+    are revisions of ``task.md``); ``content_sha256`` identifies the revision."""
+
+    kind: Literal["artifact.revised"] = "artifact.revised"
+    path: str
+    name: str
+    revision: str = Field(default="current", description="current, or e.g. resolved.2.")
+    artifact_type: str | None = None
+    summary: str | None = None
+    version: str | None = None
+    updated_at: datetime | None = None
+    content: str = ""
+    content_sha256: str
+    size: int = Field(default=0, ge=0)
+    truncated: bool = False
+
+
+class ArtifactDescribed(_Payload):
+    """Metadata about an artifact (Antigravity's ``<artifact>.metadata.json``)."""
+
+    kind: Literal["artifact.described"] = "artifact.described"
+    path: str
+    artifact_type: str | None = None
+    summary: str | None = None
+    version: str | None = None
+    updated_at: datetime | None = None
+
+
+class SessionRewound(_Payload):
+    """The conversation was rewound to just before ``to_message_key`` (Gemini ``$rewindTo``):
+    messages from that one on leave the conversation; their usage was billed and stays."""
+
+    kind: Literal["session.rewound"] = "session.rewound"
+    to_message_key: str
 
 
 EventPayload = Annotated[
     SessionContext | UserPrompted | AssistantMessage | ToolCalled | ToolResulted | UsageReported
     | SystemEvent | SessionCompacted | SessionTitled | FileTouched | SubagentLinked | UnknownLine
-    | SessionFileRemoved,
+    | SessionFileRemoved | SessionStateReported | ArtifactRevised | ArtifactDescribed
+    | SessionRewound,
     Field(discriminator="kind"),
 ]
 

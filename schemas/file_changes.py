@@ -3,10 +3,17 @@
 Producers publish raw lines with the file, the byte offset where the line starts, its line
 number and the file's mtime; nothing is parsed yet (parsing is the agents' job). A file that
 disappears is published once as ``file.removed`` so sessions can close.
+
+Files that are rewritten in place rather than appended to (a ``state.json``, a ``plan.md``, a
+legacy single-JSON chat) are published whole, once per change, as ``file.snapshot``: ``line``
+holds the file's text (cut at ``MAX_SNAPSHOT_BYTES``, flagged ``truncated``), ``offset`` is 0
+and ``line_no`` 1. A snapshot's id derives from the path, the mtime and the content hash, so a
+re-published snapshot is the same event and a new revision is a new one.
 """
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Literal
 
@@ -14,9 +21,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import Envelope, derive_event_id
 
-__all__ = ["FileChanged", "FileLine", "file_line_event", "file_removed_event"]
+__all__ = [
+    "MAX_SNAPSHOT_BYTES", "FileChanged", "FileLine", "file_line_event", "file_removed_event",
+    "file_snapshot_event",
+]
 
-FileKind = Literal["main", "subagent"]
+MAX_SNAPSHOT_BYTES = 512 * 1024  # a snapshot event stays well under Kafka's 1 MiB default
+
+FileKind = Literal["main", "subagent", "artifact"]
+"""``main``: the session's own transcript; ``subagent``: a sub-agent's transcript filed under the
+session; ``artifact``: a file the agent keeps beside the session (a plan, a state file) whose
+removal does not end the session."""
 
 
 class FileLine(BaseModel):
@@ -31,6 +46,7 @@ class FileLine(BaseModel):
     mtime: datetime
     file_kind: FileKind = "main"
     agent_id: str | None = None
+    truncated: bool = Field(default=False, description="A snapshot cut at MAX_SNAPSHOT_BYTES.")
 
 
 FileChanged = Envelope[FileLine]
@@ -56,4 +72,18 @@ def file_removed_event(source: str, session_id: str, line: FileLine) -> FileChan
         occurred_at=line.mtime,
         session_id=session_id,
         payload=line,
+    )
+
+
+def file_snapshot_event(source: str, session_id: str, snapshot: FileLine) -> FileChanged:
+    """The event for the whole current text of a rewritten-in-place file."""
+    digest = hashlib.sha256(snapshot.line.encode("utf-8", "surrogatepass")).hexdigest()
+    return FileChanged(
+        event_id=derive_event_id(source, snapshot.path, "snapshot", snapshot.mtime.isoformat(),
+                                 digest),
+        source=source,
+        type="file.snapshot",
+        occurred_at=snapshot.mtime,
+        session_id=session_id,
+        payload=snapshot,
     )

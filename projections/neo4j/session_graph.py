@@ -142,6 +142,8 @@ class SessionGraph(Neo4jProjection):
 
     def _removed(self, batch: _Batch, env: Any) -> None:
         p: SessionFileRemoved = env.payload
+        if p.file_kind == "artifact":
+            return
         batch.sessions[session_node_id(env.session_id, p.agent_id)]["ended_at"] = env.occurred_at
 
     def _subagent(self, batch: _Batch, env: Any) -> None:

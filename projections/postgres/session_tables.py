@@ -9,6 +9,13 @@ Usage facts keep the largest report per response (rule 1 of the session formats)
 and cost of ``sessions`` are *derived* from the child tables in the same transaction, never
 incremented, so replays cannot skew them.
 ``usage`` is a view: tokens and cost per session, model and day.
+
+Agent-kept state (``session.state``) is stored per facet and merged per field, newest first, into
+the session row (slug, title, status, session type, dirs, current task, checkpoint, progress), so
+every kind of agent lands in the same columns. Artifacts keep their newest content in
+``artifacts`` and every distinct content in ``artifact_revisions``. A ``session.rewound`` removes
+the conversation messages from its target on; it is applied after the rows before it in the batch
+and before the rows after it.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import json
 from collections import defaultdict
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import PurePosixPath
 from typing import Any, ClassVar
 
 import asyncpg
@@ -25,11 +33,15 @@ from projections.base import Record
 from projections.postgres.base import PostgresProjection
 from projections.pricing import PricingTable
 from schemas.events import (
+    ArtifactDescribed,
+    ArtifactRevised,
     AssistantMessage,
     FileTouched,
     SessionCompacted,
     SessionContext,
     SessionFileRemoved,
+    SessionRewound,
+    SessionStateReported,
     SessionTitled,
     SubagentLinked,
     ToolCalled,
@@ -87,6 +99,29 @@ DDL = [
         session_id text NOT NULL, line_uuid text NOT NULL, at timestamptz, trig text,
         pre_tokens bigint, PRIMARY KEY (session_id, line_uuid)
     )""",
+    # Added with the session-state and artifact events; ALTER keeps older databases usable.
+    """ALTER TABLE sessions ADD COLUMN IF NOT EXISTS current_task text,
+        ADD COLUMN IF NOT EXISTS checkpoint jsonb,
+        ADD COLUMN IF NOT EXISTS progress_done int, ADD COLUMN IF NOT EXISTS progress_total int,
+        ADD COLUMN IF NOT EXISTS state jsonb NOT NULL DEFAULT '{}',
+        ADD COLUMN IF NOT EXISTS artifacts int NOT NULL DEFAULT 0""",
+    """CREATE TABLE IF NOT EXISTS session_state (
+        session_id text NOT NULL, facet text NOT NULL, updated_at timestamptz NOT NULL,
+        event_id text NOT NULL, fields jsonb NOT NULL, PRIMARY KEY (session_id, facet)
+    )""",
+    """CREATE TABLE IF NOT EXISTS artifacts (
+        session_id text NOT NULL, path text NOT NULL, name text NOT NULL, artifact_type text,
+        summary text, version text, described_at timestamptz, content text,
+        content_sha256 text, truncated boolean NOT NULL DEFAULT false, size bigint,
+        updated_at timestamptz, revisions int NOT NULL DEFAULT 0,
+        PRIMARY KEY (session_id, path)
+    )""",
+    """CREATE TABLE IF NOT EXISTS artifact_revisions (
+        session_id text NOT NULL, path text NOT NULL, content_sha256 text NOT NULL,
+        revision text NOT NULL, updated_at timestamptz, size bigint, content text,
+        truncated boolean NOT NULL DEFAULT false,
+        PRIMARY KEY (session_id, path, content_sha256)
+    )""",
     """CREATE OR REPLACE VIEW usage AS
         SELECT session_id, model, (at AT TIME ZONE 'UTC')::date AS day,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
@@ -97,6 +132,8 @@ DDL = [
 ]
 
 _TITLE_RANK = {"summary": 1, "ai": 2, "custom": 3}
+STATE_FIELDS = {"slug", "title", "status", "session_type", "project", "working_dir",
+                "session_dir", "current_task", "checkpoint", "progress_done", "progress_total"}
 
 RECOMPUTE = """
 UPDATE sessions s SET
@@ -114,6 +151,19 @@ UPDATE sessions s SET
                      WHERE f.session_id = s.id),
     subagents = (SELECT count(*) FROM subagents a WHERE a.session_id = s.id),
     compactions = (SELECT count(*) FROM compactions c WHERE c.session_id = s.id),
+    artifacts = (SELECT count(*) FROM artifacts a WHERE a.session_id = s.id),
+    state = u.state,
+    slug = coalesce(u.state->>'slug', s.slug),
+    title = coalesce(u.state->>'title', s.title),
+    project = coalesce(u.state->>'project', s.project),
+    working_dir = coalesce(u.state->>'working_dir', s.working_dir),
+    session_dir = coalesce(u.state->>'session_dir', s.session_dir),
+    session_type = coalesce(u.state->>'session_type', 'main'),
+    status = coalesce(u.state->>'status',
+                      CASE WHEN s.ended_at IS NULL THEN 'active' ELSE 'closed' END),
+    current_task = u.state->>'current_task', checkpoint = u.state->'checkpoint',
+    progress_done = (u.state->>'progress_done')::int,
+    progress_total = (u.state->>'progress_total')::int,
     input_tokens = u.input, output_tokens = u.output, cache_creation_tokens = u.cc,
     cache_read_tokens = u.cr, total_tokens = u.total, cost_usd = u.cost,
     unpriced_models = u.unpriced
@@ -123,7 +173,12 @@ FROM (
            coalesce(sum(f.cache_creation_5m_tokens + f.cache_creation_1h_tokens), 0) AS cc,
            coalesce(sum(f.cache_read_tokens), 0) AS cr, coalesce(sum(f.total_tokens), 0) AS total,
            coalesce(sum(f.cost_usd), 0) AS cost,
-           coalesce(array_agg(DISTINCT f.model) FILTER (WHERE NOT f.priced), '{}') AS unpriced
+           coalesce(array_agg(DISTINCT f.model) FILTER (WHERE NOT f.priced), '{}') AS unpriced,
+           coalesce((SELECT jsonb_object_agg(z.key, z.value) FROM (
+               SELECT DISTINCT ON (e.key) e.key, e.value
+               FROM session_state x, jsonb_each(x.fields) e
+               WHERE x.session_id = ids.id AND e.value <> 'null'::jsonb
+               ORDER BY e.key, x.updated_at DESC, x.facet) z), '{}') AS state
     FROM unnest($1::text[]) AS ids(id) LEFT JOIN usage_facts f ON f.session_id = ids.id
     GROUP BY ids.id
 ) u WHERE s.id = u.id
@@ -137,7 +192,7 @@ class SessionTables(PostgresProjection):
     source = SESSION_EVENTS
     ddl = DDL
     tables = ["sessions", "messages", "tool_calls", "files_touched", "usage_facts",
-              "subagents", "compactions"]
+              "subagents", "compactions", "session_state", "artifacts", "artifact_revisions"]
 
     def __init__(self, dsn: str, pricing: PricingTable | None = None) -> None:
         super().__init__(dsn)
@@ -152,10 +207,19 @@ class SessionTables(PostgresProjection):
             handler = self._HANDLERS.get(type(envelope.payload))
             if handler is not None:
                 handler(self, rows, sessions, envelope)
+            if REWIND in rows:  # a rewind applies to what came before it, not after
+                await self._write(conn, sessions, rows)
+        await self._write(conn, sessions, rows)
+        await conn.execute(RECOMPUTE, list(sessions))
+
+    @staticmethod
+    async def _write(conn: asyncpg.Connection, sessions: dict[str, list[Any]],
+                     rows: dict[str, list[tuple[Any, ...]]]) -> None:
+        """Write the rows collected so far, in the order their kinds first appeared."""
         await conn.executemany(UPSERT_SESSION, list(map(tuple, sessions.values())))
         for statement, batch in rows.items():
             await conn.executemany(statement, batch)
-        await conn.execute(RECOMPUTE, list(sessions))
+        rows.clear()
 
     # -- one handler per payload type ------------------------------------------------------------
 
@@ -187,7 +251,7 @@ class SessionTables(PostgresProjection):
 
     def _removed(self, rows: Any, sessions: dict[str, list[Any]], env: Any) -> None:
         p: SessionFileRemoved = env.payload
-        if p.agent_id is None:
+        if p.ends_session:
             sessions[env.session_id][11] = env.occurred_at
 
     def _prompt(self, rows: Any, sessions: Any, env: Any) -> None:
@@ -239,7 +303,34 @@ class SessionTables(PostgresProjection):
         rows[UPSERT_COMPACTION].append((env.session_id, p.line_uuid or env.event_id,
                                         _ts(p.timestamp, env), p.trigger, p.pre_tokens))
 
+    def _state(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: SessionStateReported = env.payload
+        fields = p.model_dump(mode="json", include=STATE_FIELDS, exclude_none=True)
+        rows[UPSERT_STATE].append((env.session_id, p.facet, p.updated_at or _ts(p.timestamp, env),
+                                   env.event_id, json.dumps(fields)))
+
+    def _artifact(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: ArtifactRevised = env.payload
+        at = p.updated_at or _ts(p.timestamp, env)
+        rows[UPSERT_ARTIFACT].append((env.session_id, p.path, p.name, p.content, p.content_sha256,
+                                      p.truncated, p.size, at, p.artifact_type, p.summary,
+                                      p.version))
+        rows[UPSERT_REVISION].append((env.session_id, p.path, p.content_sha256, p.revision, at,
+                                      p.size, p.content, p.truncated))
+
+    def _described(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: ArtifactDescribed = env.payload
+        rows[UPSERT_DESCRIBED].append((env.session_id, p.path, PurePosixPath(p.path).name,
+                                       p.artifact_type, p.summary, p.version,
+                                       p.updated_at or _ts(p.timestamp, env)))
+
+    def _rewound(self, rows: Any, sessions: Any, env: Any) -> None:
+        p: SessionRewound = env.payload
+        rows[REWIND].append((env.session_id, p.to_message_key))
+
     _HANDLERS: ClassVar[dict[type, Callable[..., None]]] = {
+        SessionStateReported: _state, ArtifactRevised: _artifact, ArtifactDescribed: _described,
+        SessionRewound: _rewound,
         SessionContext: _context, SessionTitled: _title, SessionFileRemoved: _removed,
         UserPrompted: _prompt, AssistantMessage: _assistant, ToolCalled: _tool_call,
         ToolResulted: _tool_result, FileTouched: _file, UsageReported: _usage,
@@ -324,4 +415,47 @@ SET tool_use_id = coalesce(subagents.tool_use_id, EXCLUDED.tool_use_id)
 UPSERT_COMPACTION = """
 INSERT INTO compactions (session_id, line_uuid, at, trig, pre_tokens) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT DO NOTHING
+"""
+UPSERT_STATE = """
+INSERT INTO session_state (session_id, facet, updated_at, event_id, fields)
+VALUES ($1, $2, $3, $4, $5::jsonb)
+ON CONFLICT (session_id, facet) DO UPDATE SET
+    updated_at = EXCLUDED.updated_at, event_id = EXCLUDED.event_id, fields = EXCLUDED.fields
+WHERE (EXCLUDED.updated_at, EXCLUDED.event_id) > (session_state.updated_at, session_state.event_id)
+"""
+UPSERT_ARTIFACT = """
+INSERT INTO artifacts (session_id, path, name, content, content_sha256, truncated, size,
+                       updated_at, artifact_type, summary, version)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+ON CONFLICT (session_id, path) DO UPDATE SET
+    name = EXCLUDED.name, content = EXCLUDED.content, content_sha256 = EXCLUDED.content_sha256,
+    truncated = EXCLUDED.truncated, size = EXCLUDED.size, updated_at = EXCLUDED.updated_at,
+    artifact_type = coalesce(artifacts.artifact_type, EXCLUDED.artifact_type),
+    summary = coalesce(artifacts.summary, EXCLUDED.summary),
+    version = coalesce(artifacts.version, EXCLUDED.version)
+WHERE artifacts.updated_at IS NULL
+   OR (EXCLUDED.updated_at, EXCLUDED.content_sha256)
+      > (artifacts.updated_at, artifacts.content_sha256)
+"""
+UPSERT_REVISION = """
+INSERT INTO artifact_revisions (session_id, path, content_sha256, revision, updated_at, size,
+                                content, truncated)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT (session_id, path, content_sha256) DO UPDATE SET
+    revision = EXCLUDED.revision, updated_at = EXCLUDED.updated_at
+WHERE (EXCLUDED.updated_at, EXCLUDED.revision) < (artifact_revisions.updated_at,
+                                                  artifact_revisions.revision)
+"""
+UPSERT_DESCRIBED = """
+INSERT INTO artifacts (session_id, path, name, artifact_type, summary, version, described_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT (session_id, path) DO UPDATE SET
+    artifact_type = EXCLUDED.artifact_type, summary = EXCLUDED.summary,
+    version = EXCLUDED.version, described_at = EXCLUDED.described_at
+WHERE artifacts.described_at IS NULL OR EXCLUDED.described_at >= artifacts.described_at
+"""
+REWIND = """
+DELETE FROM messages m USING messages target
+WHERE target.session_id = $1 AND target.message_key = $2
+  AND m.session_id = $1 AND m.at >= target.at
 """

@@ -6,7 +6,9 @@ newline, publishes the lines in batches through the injected ``publish`` callabl
 the checkpoint only after ``publish`` returned. Delivery is at-least-once: a crash or a failed
 publish re-publishes the same lines with the same event ids (they derive from path and offset),
 which consumers dedupe. A new source is one module that subclasses this and fills in
-``source``, :meth:`FileProducer.matches` and :meth:`FileProducer.describe`.
+``source``, :meth:`FileProducer.matches` and :meth:`FileProducer.describe`; files that are
+rewritten in place instead of appended to are named by :meth:`FileProducer.snapshot` and
+published whole (``file.snapshot``) each time their size, mtime or inode changes.
 """
 
 from __future__ import annotations
@@ -28,11 +30,13 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from schemas.file_changes import (
+    MAX_SNAPSHOT_BYTES,
     FileChanged,
     FileKind,
     FileLine,
     file_line_event,
     file_removed_event,
+    file_snapshot_event,
 )
 from streams.errors import SourceError
 
@@ -127,6 +131,22 @@ def _read_chunk(path: Path, pos: Position | None, max_lines: int) -> _Chunk:
     return _Chunk(position, lines, first_line, restarted, more)
 
 
+def _read_snapshot(path: Path, pos: Position | None) -> tuple[Position, str, bool] | None:
+    """``(position, text, truncated)`` of a whole file, or None when unchanged since ``pos``."""
+    with path.open("rb") as f:
+        st = os.fstat(f.fileno())
+        if pos is not None and (st.st_ino, st.st_size, st.st_mtime) == (
+                pos.inode, pos.size, pos.mtime):
+            return None
+        raw = f.read(MAX_SNAPSHOT_BYTES + 1)
+    truncated = len(raw) > MAX_SNAPSHOT_BYTES
+    text = raw[:MAX_SNAPSHOT_BYTES].decode("utf-8", errors="replace")
+    start = pos or Position()
+    position = replace(start, offset=st.st_size, line_no=1, inode=st.st_ino, size=st.st_size,
+                       mtime=st.st_mtime)
+    return position, text, truncated
+
+
 class FileProducer:
     """Tails the matching files under ``roots`` and publishes each complete line once.
 
@@ -166,6 +186,10 @@ class FileProducer:
     def matches(self, path: Path) -> bool:
         """True for the files under a root that this source tails."""
         raise NotImplementedError
+
+    def snapshot(self, path: Path) -> bool:
+        """True for matching files that are rewritten in place: published whole on change."""
+        return False
 
     def describe(self, path: Path, first_line: str | None) -> tuple[str, FileKind, str | None]:
         """``(session_id, file_kind, agent_id)`` of ``path``; computed once per file.
@@ -229,6 +253,8 @@ class FileProducer:
             await asyncio.to_thread(observer.join, 5.0)
 
     async def _scan_file(self, path: Path, batch: _Batch) -> int:
+        if self.snapshot(path):
+            return await self._scan_snapshot(path, batch)
         key, published = str(path), 0
         while True:
             pos = batch.updates[key] if key in batch.updates else self._positions.get(key)
@@ -255,6 +281,31 @@ class FileProducer:
                 return published
             if len(batch.events) >= BATCH_SIZE:
                 await self._flush(batch)
+
+    async def _scan_snapshot(self, path: Path, batch: _Batch) -> int:
+        key = str(path)
+        pos = batch.updates[key] if key in batch.updates else self._positions.get(key)
+        try:
+            read = await asyncio.to_thread(_read_snapshot, path, pos)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            logger.warning("skipping unreadable file path=%s error=%s", path, exc)
+            return 0
+        if read is None:
+            return 0
+        new, text, truncated = read
+        if new.session_id is None:
+            session_id, kind, agent_id = self.describe(path, text.partition("\n")[0])
+            new = replace(new, session_id=session_id, file_kind=kind, agent_id=agent_id)
+        if truncated:
+            logger.warning("snapshot cut at %d bytes path=%s", MAX_SNAPSHOT_BYTES, path)
+        payload = _payload(key, new, 0, 1, text).model_copy(update={"truncated": truncated})
+        batch.events.append(file_snapshot_event(self.source, new.session_id or "", payload))
+        batch.updates[key] = new
+        if len(batch.events) >= BATCH_SIZE:
+            await self._flush(batch)
+        return 1
 
     def _line_event(self, key: str, pos: Position, line: tuple[int, int, str]) -> FileChanged:
         offset, line_no, text = line
