@@ -152,8 +152,9 @@ class SessionFileRemoved(_Payload):
 class SessionStateReported(_Payload):
     """A snapshot of state an agent keeps about its session (a session-skill ``state.json``,
     a plan's checklist, a spec's title), reported by one ``facet`` (usually the file it came
-    from). Per field, the newest ``updated_at`` among the facets that set it wins; ``None``
-    means "this facet does not say", never "clear it"."""
+    from). A facet's newest report (by ``updated_at``) replaces its earlier ones, so a report is
+    the facet's whole state; across facets, per field, the newest facet that sets it wins
+    (``None`` means "this facet does not say")."""
 
     kind: Literal["session.state"] = "session.state"
     facet: str = Field(description="Where the state came from, e.g. state.json or plan.json.")
@@ -206,7 +207,8 @@ class SessionRewound(_Payload):
     messages from that one on leave the conversation; their usage was billed and stays."""
 
     kind: Literal["session.rewound"] = "session.rewound"
-    to_message_key: str
+    to_message_key: str = Field(description="The first message removed: its message_key, or "
+                                            "the line_uuid of a user prompt.")
 
 
 EventPayload = Annotated[
