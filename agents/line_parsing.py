@@ -46,6 +46,7 @@ def decide_lines(
     derive: Derive,
     snapshot: DeriveSnapshot | None = None,
     session_of: Callable[[Obj], str | None] | None = None,
+    time_of: Callable[[Obj], datetime | None] | None = None,
 ) -> list[SessionEvent]:
     """The normalized events of one ``sessions.file-changes.v1`` event.
 
@@ -53,6 +54,8 @@ def decide_lines(
     ``payload.line``) to ``snapshot``, and is an ``InvalidEvent`` for a source without one.
     ``session_of``, when given, may file a line under another session than the file's (a
     global history file whose lines name their conversation); None keeps the file's.
+    ``time_of`` reads a line's time (default: its ``timestamp``); without one the event is dated
+    by the file's mtime.
     """
     if event.type == "file.removed":
         removed = SessionFileRemoved(path=event.payload.path, agent_id=event.payload.agent_id,
@@ -66,7 +69,8 @@ def decide_lines(
         raise InvalidEvent(f"{where(event)}: unexpected event type {event.type!r}")
     line = load_line(event)
     session_id = session_of(line) if session_of is not None else None
-    return _checked(event, lambda: _envelopes(event, derive(line, event), timestamp_of(line),
+    occurred_at = (time_of or timestamp_of)(line)
+    return _checked(event, lambda: _envelopes(event, derive(line, event), occurred_at,
                                               session_id))
 
 

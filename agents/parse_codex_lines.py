@@ -22,9 +22,10 @@ session by the producer, where the replays hit the parent's keys and add nothing
 is its own session and counts its replayed prefix again (no single line tells a replay apart).
 
 Model: ``token_count`` lines carry no model (their ``rate_limits`` only name the ``codex``
-limit), and the ``turn_context`` that does is another line. A ``model`` field on the payload or
-its ``info`` is used if a Codex version writes one; otherwise usage is reported under
-``codex-unknown``, which pricing lists as unpriced rather than costing at $0.
+limit); the ``turn_context`` before them does, and becomes ``SessionContext.model``. A ``model``
+field on the payload or its ``info`` is used if a Codex version writes one; otherwise the usage
+has ``model=None`` and consumers bill it under the thread's latest ``turn_context`` model
+(:mod:`projections.session_models`), or ``codex-unknown`` (unpriced, never $0) without one.
 
 Duplicates Codex writes itself are read once: the prompt is ``event_msg/user_message`` (its
 ``response_item`` user-message twin, and the injected instructions, are ``is_meta``); the reply
@@ -66,14 +67,13 @@ from schemas.events import (
 )
 from schemas.file_changes import FileChanged
 
-__all__ = ["MAX_TEXT_CHARS", "UNKNOWN_MODEL", "decide", "usage_key"]
+__all__ = ["MAX_TEXT_CHARS", "decide", "usage_key"]
 
 Obj = dict[str, Any]
 Common = dict[str, Any]
 Handler = Callable[[Obj, FileChanged, Common], list[EventPayload]]
 
 MAX_RAW_CHARS = 2_000
-UNKNOWN_MODEL = "codex-unknown"
 USAGE_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens",
                 "reasoning_output_tokens", "total_tokens")
 # Turn lifecycle and text the response items already hold.
@@ -159,8 +159,8 @@ def _session_meta(payload: Obj, event: FileChanged, common: Common) -> list[Even
 
 
 def _turn_context(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
-    cwd = as_str(payload.get("cwd"))
-    return [SessionContext(cwd=cwd, **common)] if cwd else []
+    cwd, model = as_str(payload.get("cwd")), as_str(payload.get("model"))
+    return [SessionContext(cwd=cwd, model=model, **common)] if cwd or model else []
 
 
 def _compacted(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
@@ -250,7 +250,7 @@ def _token_count(payload: Obj, event: FileChanged, common: Common) -> list[Event
     output = token_count(usage.get("output_tokens"))
     if not (given or output):
         return []
-    model = as_str(payload.get("model")) or as_str(info.get("model")) or UNKNOWN_MODEL
+    model = as_str(payload.get("model")) or as_str(info.get("model"))
     return [UsageReported(message_key=key, model=model, input_tokens=given - cached,
                           cache_read_tokens=cached, output_tokens=output, **common)]
 

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agents import parse_claude_lines, parse_codex_lines
+from agents import (
+    parse_antigravity_lines,
+    parse_claude_lines,
+    parse_codex_lines,
+    parse_gemini_lines,
+    parse_session_skill,
+)
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged
 from streams.errors import InvalidEvent
@@ -20,6 +26,9 @@ __all__ = ["PARSERS", "decide"]
 PARSERS: dict[str, Callable[[FileChanged], list[SessionEvent]]] = {
     "claude-code": parse_claude_lines.decide,
     "codex": parse_codex_lines.decide,
+    "gemini-cli": parse_gemini_lines.decide,
+    "antigravity": parse_antigravity_lines.decide,
+    "session-skill": parse_session_skill.decide,
 }
 
 

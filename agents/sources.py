@@ -12,15 +12,19 @@ import os
 from pathlib import Path
 
 from streams.errors import ConfigError
+from streams.producers.antigravity import AntigravityProducer
 from streams.producers.base import FileProducer, Publish
 from streams.producers.claude import ClaudeCodeProducer
 from streams.producers.codex import CodexProducer
+from streams.producers.gemini import GeminiProducer
+from streams.producers.session_skill import SessionSkillProducer
 from streams.settings import Settings
 
 __all__ = ["PRODUCERS", "build_producers", "split_roots"]
 
 PRODUCERS: dict[str, type[FileProducer]] = {
-    cls.source: cls for cls in (ClaudeCodeProducer, CodexProducer)
+    cls.source: cls for cls in (ClaudeCodeProducer, CodexProducer, GeminiProducer,
+                                AntigravityProducer, SessionSkillProducer)
 }
 DEFAULT_KIND = ClaudeCodeProducer.source
 

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 
 from projections.pricing import PricingTable
+from projections.session_models import SessionModels
 from schemas.envelope import derive_event_id
 from schemas.events import (
     AssistantMessage,
@@ -76,6 +77,7 @@ class SessionState:
     tool_errors: set[str] = field(default_factory=set)
     files: set[str] = field(default_factory=set)
     usage: dict[str, _Usage] = field(default_factory=dict)  # message_key -> largest report
+    models: SessionModels = field(default_factory=SessionModels)  # for usage without a model
 
     @property
     def closed(self) -> bool:
@@ -88,6 +90,7 @@ class SessionState:
         self.last_activity_at = at if self.last_activity_at is None else max(
             self.last_activity_at, at)
         p = event.payload
+        self.models.observe(event)
         match p:
             case SessionContext() if p.agent_id is None:
                 self.project = self.project or p.project
@@ -107,7 +110,7 @@ class SessionState:
             case FileTouched():
                 self.files.add(p.path)
             case UsageReported():
-                self._usage(p)
+                self._usage(p, self.models.resolve(event))
             case _:
                 pass
 
@@ -123,13 +126,13 @@ class SessionState:
                 text = text[:self.first_prompt_chars] + "…"
             self.first_prompt = (at, key, text)
 
-    def _usage(self, p: UsageReported) -> None:
+    def _usage(self, p: UsageReported, model: str) -> None:
         current = self.usage.get(p.message_key)
         if current is not None and p.total <= current.total:
             return
-        cost = self.pricing.cost(p)
+        cost = self.pricing.cost(p, model)
         self.usage[p.message_key] = _Usage(
-            p.model, (p.input_tokens, p.output_tokens, p.cache_creation_5m_tokens,
+            model, (p.input_tokens, p.output_tokens, p.cache_creation_5m_tokens,
                       p.cache_creation_1h_tokens, p.cache_read_tokens),
             p.total, cost.usd, cost.priced)
 

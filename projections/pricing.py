@@ -188,10 +188,14 @@ class PricingTable:
             total *= price.fast_multiplier
         return CostResult(total / _PER_MILLION, True, model)
 
-    def cost(self, usage: UsageReported) -> CostResult:
-        """The cost of one ``UsageReported``; see :meth:`cost_of`."""
+    def cost(self, usage: UsageReported, model: str | None = None) -> CostResult:
+        """The cost of one ``UsageReported`` billed under ``model`` (default: its own, which
+        must then be set); see :meth:`cost_of`."""
+        billed = model or usage.model
+        if billed is None:
+            raise ValueError("usage without a model: resolve it first (SessionModels)")
         return self.cost_of(
-            usage.model, usage.input_tokens, usage.output_tokens, usage.cache_creation_5m_tokens,
+            billed, usage.input_tokens, usage.output_tokens, usage.cache_creation_5m_tokens,
             usage.cache_creation_1h_tokens, usage.cache_read_tokens, usage.speed,
         )
 

@@ -42,6 +42,8 @@ class SessionContext(_Payload):
     slug: str | None = None
     version: str | None = None
     project: str | None = Field(default=None, description="Claude's project folder name.")
+    model: str | None = Field(default=None, description="The model the session uses from now "
+                                                        "on (billing of usage without a model).")
 
 
 class UserPrompted(_Payload):
@@ -84,7 +86,8 @@ class UsageReported(_Payload):
 
     kind: Literal["usage.reported"] = "usage.reported"
     message_key: str
-    model: str
+    model: str | None = Field(default=None, description="None: the line names no model; it is "
+                              "billed under the session's latest SessionContext.model.")
     input_tokens: int = Field(default=0, ge=0)
     output_tokens: int = Field(default=0, ge=0)
     cache_creation_5m_tokens: int = Field(default=0, ge=0)

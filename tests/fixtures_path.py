@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["claude_fixtures", "shared_dir"]
+__all__ = ["claude_fixtures", "codex_fixtures", "shared_dir"]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,4 +28,13 @@ def claude_fixtures() -> Path:
     if not root.exists():
         pytest.skip(f"real Claude Code transcripts not found at {root} "
                     "(set SESSIONSTREAM_SHARED_DIR)")
+    return root
+
+
+def codex_fixtures() -> Path:
+    """The real Codex rollouts (``rollout-*.jsonl``); skips, saying why, when absent."""
+    root = (shared_dir() / "fixtures" / "sessions" / "codex" / "localpush" / "codex"
+            / "2026-02-23" / "raw" / "sessions")
+    if not any(root.glob("rollout-*.jsonl")):
+        pytest.skip(f"real Codex rollouts not found at {root} (set SESSIONSTREAM_SHARED_DIR)")
     return root

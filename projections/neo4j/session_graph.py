@@ -31,7 +31,9 @@ message_key, model, input, output, cache_creation, cache_read, total})`` keyed b
 first wins a tie). Then, in the same transaction, the aggregate relationships of every session
 the batch touched are deleted and recomputed from those nodes. Every write is one ``UNWIND
 $rows`` statement per kind per batch. The offsets make a re-applied batch a no-op, and a
-replay (``reset()`` then every record again) yields the same graph.
+replay (``reset()`` then every record again) yields the same graph. A usage report without a
+model is billed under its session's latest context model, kept in ``(:SessionModel {key,
+session, agent, model})`` nodes (see :mod:`projections.session_models`).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ import neo4j
 
 from projections.base import Record
 from projections.neo4j.base import Neo4jProjection
+from projections.session_models import SessionModels
 from schemas.events import (
     FileTouched,
     SessionContext,
@@ -86,15 +89,20 @@ class SessionGraph(Neo4jProjection):
         f"FOR (n:{label}) REQUIRE n.{key} IS UNIQUE"
         for label, key in [("Project", "name"), ("Session", "id"), ("Tool", "name"),
                            ("File", "path"), ("Model", "name"), ("ToolCall", "key"),
-                           ("FileAccess", "key"), ("Response", "key")]
+                           ("FileAccess", "key"), ("Response", "key"), ("SessionModel", "key")]
     ]
-    labels: ClassVar[list[str]] = ["ToolCall", "FileAccess", "Response", "Tool", "File",
-                                   "Model", "Session", "Project"]
+    labels: ClassVar[list[str]] = ["SessionModel", "ToolCall", "FileAccess", "Response", "Tool",
+                                   "File", "Model", "Session", "Project"]
+    _models = SessionModels()
 
     async def apply(self, tx: neo4j.AsyncManagedTransaction, records: list[Record]) -> None:
         batch = _Batch()
+        ids = sorted({record.value.session_id for record in records})
+        known = await (await tx.run(LOAD_MODELS, ids=ids)).data()
+        self._models = SessionModels((r["session"], r["agent"], r["model"]) for r in known)
         for record in records:
             envelope = record.value
+            self._models.observe(envelope)
             self._touch_session(batch, envelope)
             handler = self._HANDLERS.get(type(envelope.payload))
             if handler is not None:
@@ -104,6 +112,8 @@ class SessionGraph(Neo4jProjection):
         await _run(tx, UPSERT_TOOL_CALLS, list(batch.tool_calls.values()))
         await _run(tx, UPSERT_FILE_ACCESSES, list(batch.accesses.values()))
         await _run(tx, UPSERT_RESPONSES, list(batch.responses.values()))
+        await _run(tx, UPSERT_MODELS, [{"session": s, "agent": a, "model": m}
+                                       for s, a, m in self._models.changed()])
         for statement, rows in [(RECOMPUTE_TOOLS, batch.tool_calls),
                                 (RECOMPUTE_FILES, batch.accesses),
                                 (RECOMPUTE_MODELS, batch.responses)]:
@@ -180,7 +190,8 @@ class SessionGraph(Neo4jProjection):
         if known is not None and p.total <= known["props"]["total"]:
             return
         batch.responses[key] = {"key": key, "session": session, "props": {
-            "session_id": session, "message_key": p.message_key, "model": p.model,
+            "session_id": session, "message_key": p.message_key,
+            "model": self._models.resolve(env),
             "input": p.input_tokens, "output": p.output_tokens,
             "cache_creation": p.cache_creation_5m_tokens + p.cache_creation_1h_tokens,
             "cache_read": p.cache_read_tokens, "total": p.total,
@@ -191,6 +202,18 @@ class SessionGraph(Neo4jProjection):
         SubagentLinked: _subagent, ToolCalled: _tool_call, FileTouched: _file,
         UsageReported: _usage,
     }
+
+
+# The latest context model per session and sub-agent (billing of usage lines without one).
+LOAD_MODELS = """
+MATCH (c:SessionModel) WHERE c.session IN $ids
+RETURN c.session AS session, c.agent AS agent, c.model AS model
+"""
+UPSERT_MODELS = """
+UNWIND $rows AS row
+MERGE (c:SessionModel {key: row.session + '|' + row.agent})
+SET c.session = row.session, c.agent = row.agent, c.model = row.model
+"""
 
 
 async def _run(tx: neo4j.AsyncManagedTransaction, statement: str, rows: list[Any]) -> None:

@@ -4,7 +4,9 @@ Every write is keyed by a natural key (line uuid, ``message.id:requestId``, tool
 path and tool use), so an event published twice changes nothing; when two different reports
 of one key compete, a total order decides (largest usage, then the main file's copy, then the
 earliest), never arrival order, so a crash, a re-publish or a replay yields the same rows.
-Usage facts keep the largest report per response (rule 1 of the session formats);
+Usage facts keep the largest report per response (rule 1 of the session formats); a report
+without a model is billed under the session's latest context model (``session_models``, see
+:mod:`projections.session_models`);
 ``agent_progress`` mirrors never reach this topic (rule 2). The per-session counters, tokens
 and cost of ``sessions`` are *derived* from the child tables in the same transaction, never
 incremented, so replays cannot skew them.
@@ -12,10 +14,11 @@ incremented, so replays cannot skew them.
 
 Agent-kept state (``session.state``) is stored per facet and merged per field, newest first, into
 the session row (slug, title, status, session type, dirs, current task, checkpoint, progress), so
-every kind of agent lands in the same columns. Artifacts keep their newest content in
-``artifacts`` and every distinct content in ``artifact_revisions``. A ``session.rewound`` removes
-the conversation messages from its target on; it is applied after the rows before it in the batch
-and before the rows after it.
+every kind of agent lands in the same columns. ``artifacts`` holds each artifact's newest
+``current`` content (a snapshot such as ``resolved.2`` only until the file itself is seen) and
+``artifact_revisions`` every distinct content. A ``session.rewound`` removes the conversation
+messages from its target on; it is applied after the rows before it in the batch and before
+the rows after it.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import asyncpg
 from projections.base import Record
 from projections.postgres.base import PostgresProjection
 from projections.pricing import PricingTable
+from projections.session_models import SessionModels
 from schemas.events import (
     ArtifactDescribed,
     ArtifactRevised,
@@ -105,6 +109,10 @@ DDL = [
         ADD COLUMN IF NOT EXISTS progress_done int, ADD COLUMN IF NOT EXISTS progress_total int,
         ADD COLUMN IF NOT EXISTS state jsonb NOT NULL DEFAULT '{}',
         ADD COLUMN IF NOT EXISTS artifacts int NOT NULL DEFAULT 0""",
+    """CREATE TABLE IF NOT EXISTS session_models (
+        session_id text NOT NULL, agent_id text NOT NULL, model text NOT NULL,
+        PRIMARY KEY (session_id, agent_id)
+    )""",
     """CREATE TABLE IF NOT EXISTS session_state (
         session_id text NOT NULL, facet text NOT NULL, updated_at timestamptz NOT NULL,
         event_id text NOT NULL, fields jsonb NOT NULL, PRIMARY KEY (session_id, facet)
@@ -113,8 +121,7 @@ DDL = [
         session_id text NOT NULL, path text NOT NULL, name text NOT NULL, artifact_type text,
         summary text, version text, described_at timestamptz, content text,
         content_sha256 text, truncated boolean NOT NULL DEFAULT false, size bigint,
-        updated_at timestamptz, revisions int NOT NULL DEFAULT 0,
-        PRIMARY KEY (session_id, path)
+        updated_at timestamptz, revision text, PRIMARY KEY (session_id, path)
     )""",
     """CREATE TABLE IF NOT EXISTS artifact_revisions (
         session_id text NOT NULL, path text NOT NULL, content_sha256 text NOT NULL,
@@ -192,17 +199,22 @@ class SessionTables(PostgresProjection):
     source = SESSION_EVENTS
     ddl = DDL
     tables = ["sessions", "messages", "tool_calls", "files_touched", "usage_facts",
-              "subagents", "compactions", "session_state", "artifacts", "artifact_revisions"]
+              "subagents", "compactions", "session_state", "artifacts", "artifact_revisions",
+              "session_models"]
 
     def __init__(self, dsn: str, pricing: PricingTable | None = None) -> None:
         super().__init__(dsn)
         self.pricing = pricing or PricingTable.load()
+        self._models = SessionModels()
 
     async def apply(self, conn: asyncpg.Connection, records: list[Record]) -> None:
         rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         sessions: dict[str, list[Any]] = {}
+        ids = sorted({record.value.session_id for record in records})
+        self._models = SessionModels(tuple(r) for r in await conn.fetch(LOAD_MODELS, ids))
         for record in records:
             envelope = record.value
+            self._models.observe(envelope)
             self._touch_session(sessions, envelope)
             handler = self._HANDLERS.get(type(envelope.payload))
             if handler is not None:
@@ -210,6 +222,7 @@ class SessionTables(PostgresProjection):
             if REWIND in rows:  # a rewind applies to what came before it, not after
                 await self._write(conn, sessions, rows)
         await self._write(conn, sessions, rows)
+        await conn.executemany(UPSERT_MODEL, self._models.changed())
         await conn.execute(RECOMPUTE, list(sessions))
 
     @staticmethod
@@ -286,10 +299,11 @@ class SessionTables(PostgresProjection):
 
     def _usage(self, rows: Any, sessions: Any, env: Any) -> None:
         p: UsageReported = env.payload
-        cost = self.pricing.cost_of(p.model, p.input_tokens, p.output_tokens,
+        model = self._models.resolve(env)
+        cost = self.pricing.cost_of(model, p.input_tokens, p.output_tokens,
                                     p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
                                     p.cache_read_tokens, speed=p.speed)
-        rows[UPSERT_USAGE].append((env.session_id, p.message_key, p.model, p.agent_id,
+        rows[UPSERT_USAGE].append((env.session_id, p.message_key, model, p.agent_id,
                                    _ts(p.timestamp, env), p.input_tokens, p.output_tokens,
                                    p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
                                    p.cache_read_tokens, p.total, cost.usd, cost.priced))
@@ -314,7 +328,7 @@ class SessionTables(PostgresProjection):
         at = p.updated_at or _ts(p.timestamp, env)
         rows[UPSERT_ARTIFACT].append((env.session_id, p.path, p.name, p.content, p.content_sha256,
                                       p.truncated, p.size, at, p.artifact_type, p.summary,
-                                      p.version))
+                                      p.version, p.revision))
         rows[UPSERT_REVISION].append((env.session_id, p.path, p.content_sha256, p.revision, at,
                                       p.size, p.content, p.truncated))
 
@@ -416,6 +430,13 @@ UPSERT_COMPACTION = """
 INSERT INTO compactions (session_id, line_uuid, at, trig, pre_tokens) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT DO NOTHING
 """
+LOAD_MODELS = """
+SELECT session_id, agent_id, model FROM session_models WHERE session_id = ANY($1::text[])
+"""
+UPSERT_MODEL = """
+INSERT INTO session_models (session_id, agent_id, model) VALUES ($1, $2, $3)
+ON CONFLICT (session_id, agent_id) DO UPDATE SET model = EXCLUDED.model
+"""
 UPSERT_STATE = """
 INSERT INTO session_state (session_id, facet, updated_at, event_id, fields)
 VALUES ($1, $2, $3, $4, $5::jsonb)
@@ -425,17 +446,18 @@ WHERE (EXCLUDED.updated_at, EXCLUDED.event_id) > (session_state.updated_at, sess
 """
 UPSERT_ARTIFACT = """
 INSERT INTO artifacts (session_id, path, name, content, content_sha256, truncated, size,
-                       updated_at, artifact_type, summary, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                       updated_at, artifact_type, summary, version, revision)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
 ON CONFLICT (session_id, path) DO UPDATE SET
     name = EXCLUDED.name, content = EXCLUDED.content, content_sha256 = EXCLUDED.content_sha256,
     truncated = EXCLUDED.truncated, size = EXCLUDED.size, updated_at = EXCLUDED.updated_at,
+    revision = EXCLUDED.revision,
     artifact_type = coalesce(artifacts.artifact_type, EXCLUDED.artifact_type),
     summary = coalesce(artifacts.summary, EXCLUDED.summary),
     version = coalesce(artifacts.version, EXCLUDED.version)
 WHERE artifacts.updated_at IS NULL
-   OR (EXCLUDED.updated_at, EXCLUDED.content_sha256)
-      > (artifacts.updated_at, artifacts.content_sha256)
+   OR (EXCLUDED.revision = 'current', EXCLUDED.updated_at, EXCLUDED.content_sha256)
+      > (artifacts.revision = 'current', artifacts.updated_at, artifacts.content_sha256)
 """
 UPSERT_REVISION = """
 INSERT INTO artifact_revisions (session_id, path, content_sha256, revision, updated_at, size,
@@ -456,6 +478,6 @@ WHERE artifacts.described_at IS NULL OR EXCLUDED.described_at >= artifacts.descr
 """
 REWIND = """
 DELETE FROM messages m USING messages target
-WHERE target.session_id = $1 AND target.message_key = $2
+WHERE target.session_id = $1 AND target.message_key IN ($2, 'user:' || $2)
   AND m.session_id = $1 AND m.at >= target.at
 """

@@ -191,6 +191,14 @@ class FileProducer:
         """True for matching files that are rewritten in place: published whole on change."""
         return False
 
+    def prune(self, dirpath: Path, dirnames: list[str]) -> None:
+        """Drop from ``dirnames``, in place, the subdirectories of ``dirpath`` not worth walking.
+
+        Called from a worker thread for every directory the discovery walk enters, before it
+        descends; the default walks everything. Sources whose roots are whole project trees
+        override it to skip ``node_modules``, ``.git`` and the like.
+        """
+
     def describe(self, path: Path, first_line: str | None) -> tuple[str, FileKind, str | None]:
         """``(session_id, file_kind, agent_id)`` of ``path``; computed once per file.
 
@@ -345,7 +353,8 @@ class FileProducer:
             if not root.is_dir():
                 logger.debug("root does not exist (yet) root=%s", root)
                 continue
-            for dirpath, _dirs, names in os.walk(root, onerror=_log_walk_error):
+            for dirpath, dirs, names in os.walk(root, onerror=_log_walk_error):
+                self.prune(Path(dirpath), dirs)
                 found.update(p for name in names if self.matches(p := Path(dirpath, name)))
         return sorted(found)
 

@@ -1,10 +1,9 @@
 """``SessionTables`` and the agent-kind-neutral events, against the real Postgres of the stack.
 
 Session state: the newest report of a facet replaces its earlier ones, and the facets merge
-per field, newest first, whatever the order of arrival; artifacts keep their newest content and every distinct revision; a rewind removes
-the messages from its target on, but not those after it in the same batch; removing an
-artifact file does not close the session. Each check also replays the records in another order
-or twice where that matters.
+per field, newest first, whatever the order of arrival. Artifacts keep their newest content and
+every distinct revision. A rewind removes the messages from its target on, but not those after
+it in the same batch. Removing an artifact file does not close the session.
 """
 
 from __future__ import annotations
@@ -119,6 +118,7 @@ async def test_artifacts_keep_newest_content_and_every_revision(pg_dsn: str) -> 
                                 summary="the task list", version="2", updated_at=at(3)),
               3, session="c1"),
         revision("- [x] a", 2, "resolved.1"),  # the same revision seen again
+        revision("- [x] a\n- [x] b", 5, "resolved.2"),  # a later snapshot: not the current
         event(SessionFileRemoved(path="/b/c1/task.md.resolved", file_kind="artifact"), 4,
               session="c1"),
     ]
@@ -134,7 +134,8 @@ async def test_artifacts_keep_newest_content_and_every_revision(pg_dsn: str) -> 
         assert art["content"] == "- [x] a\n- [ ] b"
         assert (art["artifact_type"], art["summary"], art["version"]) == (
             "ARTIFACT_TYPE_TASK", "the task list", "2")
-        assert [r["revision"] for r in revs] == ["resolved", "resolved.1", "current"]
+        assert [r["revision"] for r in revs] == ["resolved", "resolved.1", "current",
+                                                 "resolved.2"]
         row = await session_row(pg_dsn, "c1")
         assert row["artifacts"] == 1
         assert row["status"] == "active" and row["ended_at"] is None

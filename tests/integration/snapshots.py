@@ -16,6 +16,10 @@ TABLES = {
     "usage_facts": "session_id, message_key",
     "subagents": "session_id, agent_id",
     "compactions": "session_id, line_uuid",
+    "session_state": "session_id, facet",
+    "session_models": "session_id, agent_id",
+    "artifacts": "session_id, path",
+    "artifact_revisions": "session_id, path, content_sha256",
 }
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.parse_codex_lines import UNKNOWN_MODEL, decide
+from agents.parse_codex_lines import decide
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_removed_event
 from streams.errors import InvalidEvent
@@ -116,8 +116,8 @@ def test_usage_buckets_are_disjoint_and_keyed_by_total_and_last() -> None:
     assert (first.input_tokens, first.cache_read_tokens, first.output_tokens) == (4000, 8000, 300)
     assert first.cache_creation_5m_tokens == first.cache_creation_1h_tokens == 0
     assert first.total == 12300
-    # The model is on the turn_context line, out of reach of a per-line parser.
-    assert first.model == UNKNOWN_MODEL
+    # The model is on the turn_context line: the usage names none, consumers resolve it.
+    assert first.model is None
 
 
 def test_order_restarts_and_replays_do_not_change_totals() -> None:
@@ -140,7 +140,7 @@ def test_session_meta_and_turn_context_give_the_context() -> None:
     meta, turn = contexts
     assert (meta.cwd, meta.version, meta.git_branch, meta.agent_id) == (
         "/home/dev/demo", "0.110.0", "main", None)
-    assert (turn.cwd, turn.version) == ("/home/dev/demo", None)
+    assert (turn.cwd, turn.version, turn.model) == ("/home/dev/demo", None, "gpt-5.3-codex")
 
 
 def test_tool_calls_and_results() -> None:
