@@ -48,7 +48,8 @@ _sources = click.option(
     "--source", "sources", multiple=True, type=click.Path(path_type=Path),
     help="Root to read, as PATH or KIND=PATH (repeatable; kinds: "
          f"{', '.join(PRODUCERS)}). Default: SESSIONSTREAM_SOURCES, else each source's own "
-         "paths (~/.claude/projects, $CLAUDE_CONFIG_DIR/projects, ...).")
+         "paths (~/.claude/projects, ~/.codex/sessions, ~/.gemini/tmp, ~/.gemini/antigravity, "
+         "~/.gemini/antigravity-cli, $SESSIONSTREAM_SKILL_ROOTS).")
 
 
 @cli.command()
@@ -83,6 +84,9 @@ def backfill(ctx: click.Context, sources: tuple[Path, ...]) -> None:
       sessionstream backfill                                  your own sessions
       sessionstream backfill --source ../shared/fixtures/sessions/claude-code
       sessionstream backfill --source codex=~/.codex/sessions
+      sessionstream backfill --source gemini-cli=~/.gemini/tmp
+      sessionstream backfill --source antigravity=~/.gemini/antigravity
+      sessionstream backfill --source session-skill=~/code    every agents/sessions/<slug>/
     """
     settings = settings_of(ctx)
     _start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=True)

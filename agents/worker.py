@@ -37,14 +37,18 @@ from agents.sources import build_producers
 from agents.summarize_runner import SummarizeRunner
 from projections.otel.export import start_metrics
 from projections.otel.metrics import SessionMetrics
+from projections.otel.telemetry import TelemetryMetrics
 from projections.pricing import PricingTable
 from projections.runner import ProjectionRunner
 from schemas.file_changes import FileChanged
+from schemas.telemetry import TelemetryKey, TelemetryPolledEvent
 from streams.app import create_app
 from streams.codecs import encode, encode_key
 from streams.lag import end_offsets, lag_to
+from streams.producers.http_api import bind_api, serve_api
+from streams.producers.telemetry_poller import TelemetryPoller
 from streams.settings import Settings
-from streams.topics import FILE_CHANGES, FILTERED, SESSION_EVENTS
+from streams.topics import FILE_CHANGES, FILTERED, SESSION_EVENTS, TELEMETRY_POLLED
 
 __all__ = ["APP_ID", "Pipeline"]
 
@@ -71,6 +75,9 @@ class Pipeline:
         self.exporter = (None if backfill else
                          start_metrics(settings.metrics_port, endpoints.otlp_endpoint,
                                        settings.metrics_host))
+        # The publish API (run only) binds now too: a taken port fails before anything starts.
+        self.api_socket = (bind_api(settings.api_host, settings.api_port)
+                           if settings.api_port and not backfill else None)
         pricing = PricingTable.load(settings.pricing_file)
         projections = build_projections(settings, endpoints, pricing)
         self.metrics = SessionMetrics(
@@ -80,6 +87,14 @@ class Pipeline:
             ProjectionRunner(projection, endpoints.bootstrap, on_applied=self.metrics.record_write)
             for projection in projections.values()
         ]
+        # MCP telemetry (SESSIONSTREAM_MCP_URL): the poller runs in `run` only; its metrics and
+        # the telemetry tables' derived ones go to the same provider as everything else.
+        telemetry_provider = self.exporter.meter_provider if self.exporter else MeterProvider()
+        self.telemetry_metrics = TelemetryMetrics(telemetry_provider)
+        self.telemetry_metrics.attach(projections.values())
+        self.poller = None if backfill else TelemetryPoller.from_settings(
+            settings, self._publish_telemetry, telemetry_provider.get_meter("sessionstream.mcp"))
+        self._telemetry_kafka: AIOKafkaProducer | None = None
         self.summarizer = SummarizeRunner(
             endpoints.bootstrap, inactivity_timeout=settings.inactivity_timeout_s,
             update_interval=settings.summary_interval_s, pricing=pricing, report=report,
@@ -109,6 +124,10 @@ class Pipeline:
             app.task(self._task_for(runner))
         if not self.backfill:
             app.task(self._run_metrics)
+        if self.poller is not None:
+            app.task(self._run_telemetry)
+        if self.api_socket is not None:
+            app.task(self._run_api)
 
     @staticmethod
     def _agent_for(flow: Flow) -> Callable[[faust.StreamT], Any]:
@@ -160,6 +179,31 @@ class Pipeline:
         finally:
             await self._kafka.stop()
 
+    async def _run_api(self) -> None:
+        assert self.api_socket is not None
+        token = self.settings.api_token
+        await serve_api(self.api_socket, self.endpoints.bootstrap,
+                        token.get_secret_value() if token else None, report=self.report)
+
+    async def _run_telemetry(self) -> None:
+        """The MCP poller with its own producer, and the telemetry metrics' refresh loop."""
+        assert self.poller is not None
+        self._telemetry_kafka = AIOKafkaProducer(bootstrap_servers=self.endpoints.bootstrap,
+                                                 acks="all")
+        await self._telemetry_kafka.start()
+        self.report(f"polling MCP {self.poller.url}: {', '.join(self.poller.tools)}")
+        try:
+            await asyncio.gather(
+                self.poller.run(self._stop),
+                self.telemetry_metrics.run(self._stop, self.endpoints.postgres_dsn))
+        finally:
+            await self._telemetry_kafka.stop()
+
+    async def _publish_telemetry(self, key: TelemetryKey, event: TelemetryPolledEvent) -> None:
+        assert self._telemetry_kafka is not None
+        await self._telemetry_kafka.send_and_wait(TELEMETRY_POLLED.name, encode(event),
+                                                  key=key.model_dump_json().encode())
+
     async def _run_summarizer(self) -> None:
         await self.summarizer.run()
 
@@ -178,8 +222,14 @@ class Pipeline:
         """Per projection: records of its topic not applied yet (for the lag gauge)."""
         targets = self.parse.produced_ends
         return {r.projection.name: await lag_to(self.endpoints.bootstrap, r.group_id, r.topic,
-                                                targets)
+                                                await self._targets(r, targets))
                 for r in self.projections}
+
+    async def _targets(self, runner: ProjectionRunner, events: dict[int, int]) -> dict[int, int]:
+        """What ``runner`` must reach: ``events`` on the events topic, else its topic's end."""
+        if runner.topic == SESSION_EVENTS.name:
+            return events
+        return await end_offsets(self.endpoints.bootstrap, runner.topic)
 
     async def _backfill(self) -> None:
         published = 0
@@ -213,8 +263,8 @@ class Pipeline:
             lags["summarize"] = await lag_to(bootstrap, self.summarizer.group_id,
                                              SESSION_EVENTS.name, events)
             for runner in self.projections:
-                lags[runner.projection.name] = await lag_to(bootstrap, runner.group_id,
-                                                            runner.topic, events)
+                lags[runner.projection.name] = await lag_to(
+                    bootstrap, runner.group_id, runner.topic, await self._targets(runner, events))
             if sum(lags.values()) == 0:
                 # One summarizer tick after the last event: closes of idle sessions go out.
                 await asyncio.sleep(self.summarizer.tick_interval + 0.5)

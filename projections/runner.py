@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from projections.base import Projection, Record
@@ -119,8 +120,13 @@ class ProjectionRunner:
         if self.on_applied is not None:
             self.on_applied(self.projection.name, applied, time.monotonic() - started)
         assert self.consumer is not None
-        await self.consumer.commit({tp: messages[-1].offset + 1})
         self.next_offsets[tp.partition] = messages[-1].offset + 1
+        try:
+            await self.consumer.commit({tp: messages[-1].offset + 1})
+        except KafkaError as exc:  # e.g. the partition was just revoked by a rebalance
+            # Informational only: the store holds the position, committed with the data.
+            logger.info("projection=%s could not commit %s to the group (%s); the store "
+                        "keeps its position", self.projection.name, tp, exc)
 
     async def _decoded(self, message: ConsumerRecord) -> Record:
         try:

@@ -21,6 +21,8 @@ import click
 
 from streams import __version__
 from streams.errors import ConfigError, SessionStreamError
+from streams.producers.publisher import publish_once
+from streams.producers.publishing import MAX_BODY_BYTES, validate_body
 from streams.schema_export import export_schemas
 from streams.settings import Settings, bootstrap_of, load_settings
 from streams.stack import SERVERS, Stack
@@ -199,6 +201,60 @@ def tail(ctx: click.Context, topic: str, from_beginning: bool, follow: bool,
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(run())
+
+
+@cli.command()
+@click.argument("source", type=click.File("rb"), default="-", metavar="[FILE|-]")
+@click.option("-t", "--topic", required=True,
+              help="Where to publish: sessions.file-changes.v1 (raw lines), sessions.events.v1 "
+                   "(normalized events) or another input topic of the catalogue.")
+@click.option("--dry-run", is_flag=True,
+              help="Validate and print the events as they would be published; send nothing.")
+@click.option("--idempotency-key", metavar="KEY",
+              help="Retries with the same KEY publish once. Default: the content's sha256.")
+@click.pass_context
+@fails_cleanly
+def publish(ctx: click.Context, source: Any, topic: str, dry_run: bool,
+            idempotency_key: str | None) -> None:
+    """Validate events against TOPIC's schema and publish them: all or nothing, once.
+
+    FILE (default: stdin) holds one JSON event, a JSON array, {"events": [...]} or JSON lines.
+    If any event is invalid, every invalid field is listed, nothing is published and the exit
+    code is 1. A null optional field takes its default (a null list is []); a missing
+    event_id is derived from the content. At most 1000 events and 5 MiB per call. The same
+    input published again prints "already published" and sends nothing.
+
+    \b
+    Examples:
+      sessionstream publish -t sessions.file-changes.v1 lines.jsonl
+      cat batch.json | sessionstream publish -t sessions.events.v1 -
+      sessionstream publish -t sessions.events.v1 --dry-run batch.json     validate only
+      sessionstream publish -t sessions.events.v1 --idempotency-key job-42 batch.json
+      sessionstream schemas export ./contract    the JSON Schema of every topic's events
+
+    \b
+    One event of sessions.file-changes.v1 (a raw transcript line; event_id may be left out):
+      {"source": "claude-code", "session_id": "s1", "type": "file.line_appended",
+       "occurred_at": "2026-03-05T12:00:00Z", "payload": {"path": "/p/s1.jsonl",
+       "offset": 0, "line_no": 1, "line": "{\\"type\\": \\"user\\", ...}",
+       "mtime": "2026-03-05T12:00:00Z"}}
+    """
+    batch = validate_body(topic, source.read(MAX_BODY_BYTES + 1))
+    if dry_run:
+        for event in batch.events:
+            click.echo(event.model_dump_json())
+        click.echo(f"dry run: {len(batch.events)} valid event(s) for {batch.topic}; "
+                   "nothing published", err=True)
+        return
+    bootstrap = running_broker(settings_of(ctx))
+    receipt = asyncio.run(publish_once(bootstrap, batch, idempotency_key))
+    if receipt.replayed:
+        click.echo(f"already published: {receipt.count} event(s) to {receipt.topic} at "
+                   f"{receipt.published_at} (idempotency key {receipt.idempotency_key}); "
+                   "nothing sent")
+    else:
+        click.echo(f"published {receipt.count} event(s) to {receipt.topic} "
+                   f"(idempotency key {receipt.idempotency_key})")
 
 
 def main() -> None:

@@ -11,6 +11,8 @@
         + ProjectionRejected                 permanent for this batch -> dead letter, continue
       x SourceError
         + SourceUnavailable(retry_after)     poller / circuit breaker territory
+        + SourceRejected                     the source answered with an error (JSON-RPC error,
+                                             tool isError, HTTP 4xx): not retried
 
 Driver errors are translated into these once, at each store boundary, with ``raise ... from``.
 """
@@ -25,6 +27,7 @@ __all__ = [
     "ProjectionUnavailable",
     "SessionStreamError",
     "SourceError",
+    "SourceRejected",
     "SourceUnavailable",
     "StackError",
 ]
@@ -72,3 +75,8 @@ class SourceUnavailable(SourceError):
     def __init__(self, message: str, retry_after: float = 1.0) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class SourceRejected(SourceError):
+    """A polled source is up but refused the request (a JSON-RPC error, a tool's ``isError``
+    result, an HTTP 4xx); retrying the same request now would not help."""

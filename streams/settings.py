@@ -12,11 +12,12 @@ under ``state_dir`` provides them (see :mod:`streams.stack`).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.errors import ConfigError
@@ -28,6 +29,8 @@ __all__ = [
 ENV_PREFIX = "SESSIONSTREAM_"
 
 Port = Annotated[int, Field(ge=1, le=65535)]
+DEFAULT_MCP_TOOLS = ("get_activity_summary", "get_workflow_metrics", "get_session_analytics",
+                     "get_performance_metrics")
 
 
 def default_state_dir() -> Path:
@@ -100,6 +103,13 @@ class Settings(BaseSettings):
                               description="Prometheus endpoint port of the worker; 0 = off.")
     metrics_host: str = Field(default="127.0.0.1",
                               description="Interface of the Prometheus endpoint.")
+    api_port: int = Field(default=8787, ge=0, le=65535,
+                          description="Publish API port of the worker (POST /api/v1/events); "
+                                      "0 = off.")
+    api_host: str = Field(default="127.0.0.1", description="Interface of the publish API.")
+    api_token: SecretStr | None = Field(
+        default=None, validate_default=True,
+        description="Bearer token the publish API requires; needed off loopback.")
     pricing_file: Path | None = Field(
         default=None, description="JSON file of per-model prices merged over the shipped table."
     )
@@ -117,6 +127,25 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Comma-separated roots to watch; empty = each source's own default paths.",
     )
+    mcp_url: str | None = Field(
+        default=None, description="MCP server to poll over streamable HTTP, e.g. "
+                                  "http://127.0.0.1:8000/mcp; unset = telemetry poller off.")
+    mcp_tools: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_MCP_TOOLS),
+        description="Comma-separated tools to call on each poll.")
+    mcp_interval_s: float = Field(default=30.0, gt=0, description="Seconds between polls.")
+    mcp_timeout_s: float = Field(default=5.0, gt=0,
+                                 description="Timeout of one tool call attempt.")
+    mcp_retries: int = Field(default=2, ge=0, le=10,
+                             description="Retries of a call that failed transiently.")
+    mcp_breaker_threshold: int = Field(default=3, ge=1,
+                                       description="Consecutive failed calls that open the "
+                                                   "circuit breaker.")
+    mcp_breaker_reset_s: float = Field(default=30.0, gt=0,
+                                       description="Seconds an open breaker waits before a "
+                                                   "half-open probe.")
+    mcp_token: SecretStr | None = Field(default=None,
+                                        description="Bearer token sent to the MCP server.")
     stack: StackSettings = Field(default_factory=StackSettings)
 
     @field_validator("sources", mode="before")
@@ -124,6 +153,20 @@ class Settings(BaseSettings):
     def _split_sources(cls, value: object) -> object:
         if isinstance(value, str):
             return [Path(p.strip()).expanduser() for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("mcp_tools", mode="before")
+    @classmethod
+    def _split_tools(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [t.strip() for t in value.split(",") if t.strip()]
+        return value
+
+    @field_validator("mcp_url")
+    @classmethod
+    def _check_mcp_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
         return value
 
     @field_validator("content_modes", mode="before")
@@ -153,12 +196,31 @@ class Settings(BaseSettings):
             raise ValueError("must be a postgresql:// URL")
         return value
 
+    @field_validator("api_token")
+    @classmethod
+    def _check_api_exposure(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        host, port = info.data.get("api_host", "127.0.0.1"), info.data.get("api_port", 0)
+        if port and value is None and not _is_loopback(host):
+            raise ValueError(f"the publish API would listen on {host} without a token: set "
+                             "SESSIONSTREAM_API_TOKEN, or SESSIONSTREAM_API_HOST=127.0.0.1, or "
+                             "SESSIONSTREAM_API_PORT=0")
+        return value
+
     @field_validator("neo4j_uri")
     @classmethod
     def _check_neo4j(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("bolt://", "neo4j://", "bolt+s://")):
             raise ValueError("must be a bolt:// or neo4j:// URL")
         return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def bootstrap_of(broker_url: str) -> str:

@@ -16,10 +16,11 @@ from schemas.envelope import SessionKey
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged
 from schemas.summaries import SessionSummaryEvent
+from schemas.telemetry import TelemetryKey, TelemetryPolledEvent
 
 __all__ = [
-    "CATALOGUE", "FILE_CHANGES", "FILTERED", "SESSION_EVENTS", "SUMMARIES", "TopicSpec",
-    "dead_letter_topic",
+    "CATALOGUE", "FILE_CHANGES", "FILTERED", "SESSION_EVENTS", "SUMMARIES", "TELEMETRY_POLLED",
+    "TopicSpec", "dead_letter_topic",
 ]
 
 
@@ -65,7 +66,13 @@ SUMMARIES = TopicSpec(
     "The latest summary of each session, re-emitted on open, update and close.",
     config={"cleanup.policy": "compact"},
 )
+TELEMETRY_POLLED = TopicSpec(
+    "telemetry.polled.v1", TelemetryKey, TelemetryPolledEvent,
+    "One call of one tool of a polled MCP server: outcome, duration, size, result and its "
+    "numeric values flattened to dotted names. Keyed by (server, tool).",
+    config=_RETAIN_FOREVER,
+)
 
 CATALOGUE: dict[str, TopicSpec] = {
-    t.name: t for t in (FILE_CHANGES, SESSION_EVENTS, FILTERED, SUMMARIES)
+    t.name: t for t in (FILE_CHANGES, SESSION_EVENTS, FILTERED, SUMMARIES, TELEMETRY_POLLED)
 }

@@ -11,9 +11,10 @@ CLI = [sys.executable, "-c", "from agents.commands import main; main()"]
 
 
 def cli_env(**settings: str) -> dict[str, str]:
-    """The environment without the developer's SESSIONSTREAM_* settings, plus ``settings``."""
+    """The environment without the developer's SESSIONSTREAM_* settings, plus ``settings``;
+    the publish API is off unless a test asks for it (its fixed port would collide)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIONSTREAM_")}
-    return {**env, **settings}
+    return {**env, "SESSIONSTREAM_API_PORT": "0", **settings}
 
 
 def backfill_cli(env: dict[str, str], *sources: Path, timeout: float = 600

@@ -62,3 +62,21 @@ def test_a_wrong_value_fails_naming_the_variable(
 
 def test_settings_class_is_the_one_source() -> None:
     assert Settings.model_config["env_prefix"] == "SESSIONSTREAM_"
+
+
+def test_the_mcp_poller_is_off_by_default_and_tools_are_a_comma_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = load_settings()
+    assert settings.mcp_url is None
+    assert settings.mcp_tools == ["get_activity_summary", "get_workflow_metrics",
+                                  "get_session_analytics", "get_performance_metrics"]
+    monkeypatch.setenv("SESSIONSTREAM_MCP_URL", "http://127.0.0.1:8000/mcp")
+    monkeypatch.setenv("SESSIONSTREAM_MCP_TOOLS", "a, b,")
+    monkeypatch.setenv("SESSIONSTREAM_MCP_TOKEN", "s3cret")
+    settings = load_settings()
+    assert settings.mcp_tools == ["a", "b"]
+    assert "s3cret" not in repr(settings)
+    monkeypatch.setenv("SESSIONSTREAM_MCP_URL", "127.0.0.1:8000")
+    with pytest.raises(ConfigError, match="SESSIONSTREAM_MCP_URL"):
+        load_settings()
