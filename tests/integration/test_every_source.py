@@ -9,8 +9,13 @@ sessions, tool calls and tokens in the graph.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import signal
+import subprocess
+import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
@@ -18,7 +23,7 @@ import neo4j
 import pytest
 
 from tests.fixtures_path import codex_fixtures
-from tests.integration.pipeline_helpers import backfill_cli, cli_env
+from tests.integration.pipeline_helpers import backfill_cli, cli_env, start_cli
 
 pytestmark = pytest.mark.integration
 
@@ -182,3 +187,59 @@ async def test_every_source_lands_in_postgres_and_the_graph(
     for sid in mine:
         row = rows[sid]
         assert totals[sid] == [row["total_tokens"], row["tool_calls"]], sid
+
+
+async def _session_row(dsn: str, session: str, ready: Callable[[asyncpg.Record], bool],
+                       process: subprocess.Popen[bytes], log: Path,
+                       timeout: float = 120) -> asyncpg.Record:
+    """Poll Postgres until ``session``'s row satisfies ``ready``; fail with the worker log."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()[-3000:]
+        conn = await asyncpg.connect(dsn)
+        try:
+            row = await conn.fetchrow("SELECT * FROM sessions WHERE id = $1", session)
+        except asyncpg.UndefinedTableError:
+            row = None
+        finally:
+            await conn.close()
+        if row is not None and ready(row):
+            return row
+        await asyncio.sleep(1)
+    raise AssertionError(f"{session} not as expected after {timeout} s: "
+                         f"{log.read_text()[-3000:]}")
+
+
+async def test_a_session_skill_folder_syncs_live(
+    pipeline_env: dict[str, str], pg_dsn: str, tmp_path: Path
+) -> None:
+    """``run`` picks up a new folder session and every later change of its state file."""
+    project = tmp_path / "projects" / f"app-{uuid.uuid4().hex[:8]}"
+    folder = project / "agents" / "sessions" / "live-sync"
+    folder.mkdir(parents=True)
+    log = tmp_path / "run.log"
+    process = start_cli(pipeline_env, "run", "--source", f"session-skill={project.parent}",
+                        log=log)
+    try:
+        state = folder / "state.json"
+        state.write_text(json.dumps({"slug": "live-sync", "title": "Live sync",
+                                     "status": "active", "updated_at": "2026-11-22T10:00:00Z"}))
+        session = f"{project.name}/live-sync"
+        row = await _session_row(pg_dsn, session, lambda r: r["status"] == "active", process, log)
+        assert (row["title"], row["slug"], row["session_dir"]) == (
+            "Live sync", "live-sync", str(folder))
+        state.write_text(json.dumps({"slug": "live-sync", "title": "Live sync",
+                                     "status": "completed",
+                                     "updated_at": "2026-11-22T11:00:00Z"}))
+        (folder / "plan.json").write_text(json.dumps(
+            {"tasks": [{"title": "a", "status": "done"}, {"title": "b", "status": "todo"}]}))
+        row = await _session_row(pg_dsn, session, lambda r: (
+            r["status"], r["progress_done"], r["progress_total"]) == ("completed", 1, 2),
+            process, log)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
