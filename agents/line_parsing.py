@@ -25,12 +25,13 @@ from schemas.file_changes import FileChanged
 from streams.errors import InvalidEvent
 
 __all__ = [
-    "MAX_TEXT_CHARS", "Obj", "as_obj", "as_str", "clip", "decide_lines", "load_line",
-    "parse_time", "timestamp_of",
-    "token_count", "where",
+    "MAX_RAW_CHARS", "MAX_TEXT_CHARS", "Common", "Obj", "as_obj", "as_str", "clip",
+    "decide_lines", "load_line", "parse_time", "timestamp_of", "token_count", "where",
 ]
 
 Obj = dict[str, Any]
+Common = dict[str, Any]  # the fields every payload of one line shares (uuid, time, agent...)
+MAX_RAW_CHARS = 2_000  # of an unknown line kept as ``UnknownLine.raw``
 Derive = Callable[[Obj, FileChanged], list[EventPayload]]
 DeriveSnapshot = Callable[[FileChanged], list[EventPayload]]
 

@@ -44,9 +44,10 @@ import json
 import re
 from datetime import datetime
 from pathlib import PurePath
-from typing import Any, NamedTuple
 
 from agents.line_parsing import (
+    MAX_RAW_CHARS,
+    Obj,
     as_obj,
     as_str,
     clip,
@@ -54,6 +55,7 @@ from agents.line_parsing import (
     load_line,
     parse_time,
 )
+from agents.markdown_checklist import read_checklist
 from schemas.envelope import derive_event_id
 from schemas.events import (
     ArtifactDescribed,
@@ -72,19 +74,13 @@ from schemas.events import (
 )
 from schemas.file_changes import FileChanged
 
-__all__ = ["Checklist", "decide", "read_checklist"]
+__all__ = ["decide"]
 
-Obj = dict[str, Any]
 
-MAX_RAW_CHARS = 2_000
 MAX_INPUT_CHARS = 10_000
 HISTORY = "history.jsonl"
 METADATA_SUFFIX = ".metadata.json"
 REVISION = re.compile(r"^(?P<name>.+\.md)(?:\.(?P<revision>resolved(?:\.\d+)?))?$")
-CHECK_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\[(?P<mark>.)\]\s*(?P<text>.*)$")
-HEADING = re.compile(r"^#\s+(?P<title>.+?)\s*#*\s*$")
-COMMENT = re.compile(r"<!--.*?-->")
-FENCE = re.compile(r"^\s*(```|~~~)")
 USER_REQUEST = re.compile(r"<USER_REQUEST>(?P<text>.*?)</USER_REQUEST>", re.DOTALL)
 PREFIXES = ("CORTEX_STEP_TYPE_", "CORTEX_STEP_STATUS_", "CORTEX_STEP_SOURCE_")
 REPLY_TYPES = frozenset({"PLANNER_RESPONSE", "NOTIFY_USER"})
@@ -96,16 +92,6 @@ TOOL_TYPES = frozenset({
 TOOL_MARKERS = ("TOOL", "BROWSER_")
 FAILED = frozenset({"ERROR", "FAILED"})
 STEP_FIELDS = frozenset({"step_index", "source", "type", "status", "created_at", "content"})
-
-
-class Checklist(NamedTuple):
-    """What a task list says: its heading, how many items are done of how many, and the
-    first item in progress."""
-
-    title: str | None
-    done: int
-    total: int
-    current: str | None
 
 
 def decide(event: FileChanged) -> list[SessionEvent]:
@@ -125,25 +111,6 @@ def decide(event: FileChanged) -> list[SessionEvent]:
 def _time_of(line: Obj) -> datetime | None:
     """A transcript step's ``created_at``, a history line's ``timestamp`` (epoch ms)."""
     return parse_time(line.get("created_at")) or parse_time(line.get("timestamp"))
-
-
-def read_checklist(markdown: str) -> Checklist:
-    """The first ``# `` heading and the ``- [.]`` items of ``markdown``, outside code fences."""
-    title, done, total, current, fenced = None, 0, 0, None, False
-    for line in markdown.splitlines():
-        if FENCE.match(line):
-            fenced = not fenced
-            continue
-        if fenced:
-            continue
-        if title is None and (heading := HEADING.match(line)):
-            title = heading["title"]
-        if item := CHECK_ITEM.match(line):
-            total += 1
-            done += item["mark"] in "xX"
-            if current is None and item["mark"] == "/":
-                current = COMMENT.sub("", item["text"]).strip() or None
-    return Checklist(title, done, total, current)
 
 
 def _session_of(line: Obj) -> str | None:

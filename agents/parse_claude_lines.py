@@ -16,7 +16,9 @@ from pathlib import PurePath
 from typing import Any, Literal
 
 from agents.line_parsing import (
+    MAX_RAW_CHARS,
     MAX_TEXT_CHARS,
+    Common,
     as_obj,
     as_str,
     clip,
@@ -45,9 +47,7 @@ from schemas.file_changes import FileChanged
 __all__ = ["MAX_TEXT_CHARS", "decide"]
 
 Line = dict[str, Any]
-Common = dict[str, Any]
 
-MAX_RAW_CHARS = 2_000
 SYNTHETIC_MODEL = "<synthetic>"
 FILE_ACCESS: dict[str, Literal["read", "write"]] = {
     "Read": "read", "Edit": "write", "Write": "write", "MultiEdit": "write",

@@ -39,10 +39,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any
 
 from agents.line_parsing import (
+    MAX_RAW_CHARS,
     MAX_TEXT_CHARS,
+    Common,
+    Obj,
     as_obj,
     as_str,
     clip,
@@ -69,11 +71,8 @@ from schemas.file_changes import FileChanged
 
 __all__ = ["MAX_TEXT_CHARS", "decide", "usage_key"]
 
-Obj = dict[str, Any]
-Common = dict[str, Any]
 Handler = Callable[[Obj, FileChanged, Common], list[EventPayload]]
 
-MAX_RAW_CHARS = 2_000
 USAGE_FIELDS = ("input_tokens", "cached_input_tokens", "output_tokens",
                 "reasoning_output_tokens", "total_tokens")
 # Turn lifecycle and text the response items already hold.

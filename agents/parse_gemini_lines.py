@@ -13,9 +13,8 @@ Records: the metadata record (``sessionId``, ``projectHash``, ``startTime``, ``d
 calls with their results, files touched, usage) and system notices. ``$set.messages`` is the
 model's context rebuilt after a compression or an aborted turn, not new conversation: its
 messages are not re-derived, so compressed or masked copies never overwrite what was said. A
-``$rewindTo`` in a sub-agent's file (filed under its parent's session) is kept as a
-``system.event`` with subtype ``rewind``: the projection removes a rewound session's messages
-by time, which would also cut the parent's.
+``$rewindTo`` in a sub-agent's file carries the sub-agent's ``agent_id``, so only that
+sub-agent's conversation is rewound.
 
 Last write wins. gemini-cli appends a message record again, whole and with the same ``id``,
 each time it changes (tool calls added, results in, tokens known), and a resumed legacy chat is
@@ -29,17 +28,21 @@ Tokens (rule 7): ``tokens.input`` (promptTokenCount) INCLUDES ``cached``; ``thou
 ``tool`` (toolUsePromptTokenCount) are billed on top. Reported disjoint, Claude-style:
 ``input_tokens`` = input - cached + tool, ``cache_read_tokens`` = cached, ``output_tokens`` =
 output + thoughts, so ``UsageReported.total`` equals ``tokens.total``. ``cached`` larger than
-``input`` (a malformed record) is clamped, never negative. A reply without a model is priced as
-``gemini-unknown``, which pricing lists as unpriced rather than $0.
+``input`` (a malformed record) is clamped, never negative. A reply without a model reports none;
+consumers then bill it as the session's latest model or ``gemini-cli-unknown`` (unpriced, never
+$0), see :mod:`projections.session_models`.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import Literal
 
 from agents.line_parsing import (
+    MAX_RAW_CHARS,
+    Common,
+    Obj,
     as_obj,
     as_str,
     clip,
@@ -70,13 +73,9 @@ from schemas.events import (
 from schemas.file_changes import FileChanged
 from streams.errors import InvalidEvent
 
-__all__ = ["UNKNOWN_MODEL", "decide", "derive_snapshot"]
+__all__ = ["decide", "derive_snapshot"]
 
-Obj = dict[str, Any]
-Common = dict[str, Any]
 
-MAX_RAW_CHARS = 2_000
-UNKNOWN_MODEL = "gemini-unknown"
 SYSTEM_TYPES = frozenset({"info", "error", "warning"})
 # Terminal tool-call states (gemini-cli scheduler ``Status``); earlier ones are not results.
 DONE = frozenset({"success", "error", "cancelled"})
@@ -115,9 +114,7 @@ def derive(record: Obj, event: FileChanged) -> list[EventPayload]:
         return _metadata(update, event)
     target = record.get("$rewindTo")
     if isinstance(target, str):
-        if agent_id is not None:  # the projection would cut the parent's messages by time
-            return [SystemEvent(subtype="rewind", content=target, agent_id=agent_id)]
-        return [SessionRewound(to_message_key=target)]
+        return [SessionRewound(to_message_key=target, agent_id=agent_id)]
     kind = record.get("type")
     if isinstance(record.get("id"), str) and isinstance(kind, str):
         handler = MESSAGE_HANDLERS.get(kind)
@@ -246,7 +243,7 @@ def _usage(tokens: Obj, key: str, model: str | None, common: Common) -> list[Eve
     output = token_count(tokens.get("output")) + token_count(tokens.get("thoughts"))
     if not (fresh or cached or output):
         return []
-    return [UsageReported(message_key=key, model=model or UNKNOWN_MODEL, input_tokens=fresh,
+    return [UsageReported(message_key=key, model=model, input_tokens=fresh,
                           cache_read_tokens=cached, output_tokens=output, **common)]
 
 

@@ -33,12 +33,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
-from agents.line_parsing import as_obj, as_str, clip, decide_lines, parse_time
+from agents.line_parsing import Common, Obj, as_obj, as_str, clip, decide_lines, parse_time
+from agents.markdown_checklist import read_checklist
 from schemas.envelope import derive_event_id
 from schemas.events import (
     ArtifactRevised,
@@ -54,8 +55,6 @@ from streams.producers.session_skill import SkillFile, skill_file
 
 __all__ = ["DEFAULT_TYPE", "decide"]
 
-Obj = dict[str, Any]
-Common = dict[str, Any]
 Facet = Callable[[FileChanged, Common], list[EventPayload]]
 
 DEFAULT_TYPE = "skill"
@@ -66,9 +65,6 @@ IN_PROGRESS = frozenset({"in_progress", "inprogress", "active", "doing", "runnin
                          "started", "current", "wip"})
 ITEM_KEYS = ("tasks", "steps", "items", "todos")
 LABEL_KEYS = ("title", "name", "description", "text", "task", "id")
-CHECKBOX = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+\[(?P<mark>[ xX~/!])\]\s*(?P<text>.*)$")
-CURRENT_MARK = re.compile(r"<!--\s*current-task:\s*(?P<task>.*?)\s*-->", re.IGNORECASE)
-HEADING = re.compile(r"^#\s+(?P<title>.+?)\s*#*\s*$")
 FRACTION = re.compile(r"^\s*(?P<done>\d+)\s*/\s*(?P<total>\d+)\s*$")
 
 
@@ -143,8 +139,7 @@ def _autopilot(event: FileChanged, common: Common) -> list[EventPayload]:
 
 
 def _spec(event: FileChanged, common: Common) -> list[EventPayload]:
-    title = next((m["title"] for line in _prose(event.payload.line)
-                  if (m := HEADING.match(line))), None)
+    title = read_checklist(event.payload.line).title
     return [SessionStateReported(**common, title=title), _artifact(event, "spec")]
 
 
@@ -160,16 +155,10 @@ def _plan_json(event: FileChanged, common: Common) -> list[EventPayload]:
 
 
 def _plan_md(event: FileChanged, common: Common) -> list[EventPayload]:
-    text = event.payload.line
-    boxes = [(m["mark"], m["text"].strip()) for line in _prose(text)
-             if (m := CHECKBOX.match(line))]
-    marked = CURRENT_MARK.search(text)
-    current = marked["task"] if marked else next(
-        (label for mark, label in boxes if mark in "~/"), None)
-    done = sum(mark in "xX" for mark, _ in boxes)
-    return [SessionStateReported(**common, current_task=current or None,
-                                 progress_done=done if boxes else None,
-                                 progress_total=len(boxes) if boxes else None),
+    plan = read_checklist(event.payload.line)
+    return [SessionStateReported(**common, current_task=plan.current,
+                                 progress_done=plan.done if plan.total else None,
+                                 progress_total=plan.total or None),
             _artifact(event, "plan")]
 
 
@@ -323,13 +312,3 @@ def _counts(done: object, total: object) -> tuple[int, int] | None:
     if type(done) is int and type(total) is int and done >= 0 and total >= 0:
         return done, total
     return None
-
-
-def _prose(text: str) -> Iterator[str]:
-    """The lines of a Markdown text outside fenced code blocks."""
-    fenced = False
-    for line in text.splitlines():
-        if line.lstrip().startswith(("```", "~~~")):
-            fenced = not fenced
-        elif not fenced:
-            yield line

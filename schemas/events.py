@@ -207,7 +207,8 @@ class ArtifactDescribed(_Payload):
 
 class SessionRewound(_Payload):
     """The conversation was rewound to just before ``to_message_key`` (Gemini ``$rewindTo``):
-    messages from that one on leave the conversation; their usage was billed and stays."""
+    messages from that one on leave the conversation (only the conversation of the same
+    ``agent_id``: a sub-agent's rewind leaves its parent's); their usage was billed and stays."""
 
     kind: Literal["session.rewound"] = "session.rewound"
     to_message_key: str = Field(description="The first message removed: its message_key, or "

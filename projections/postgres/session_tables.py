@@ -16,9 +16,9 @@ Agent-kept state (``session.state``) is stored per facet and merged per field, n
 the session row (slug, title, status, session type, dirs, current task, checkpoint, progress), so
 every kind of agent lands in the same columns. ``artifacts`` holds each artifact's newest
 ``current`` content (a snapshot such as ``resolved.2`` only until the file itself is seen) and
-``artifact_revisions`` every distinct content. A ``session.rewound`` removes the conversation
-messages from its target on; it is applied after the rows before it in the batch and before
-the rows after it.
+``artifact_revisions`` every distinct content. A ``session.rewound`` removes the messages of
+the target's own conversation (a sub-agent's rewind leaves its parent's) from its target on; it
+is applied after the rows before it in the batch and before the rows after it.
 """
 
 from __future__ import annotations
@@ -480,4 +480,5 @@ REWIND = """
 DELETE FROM messages m USING messages target
 WHERE target.session_id = $1 AND target.message_key IN ($2, 'user:' || $2)
   AND m.session_id = $1 AND m.at >= target.at
+  AND m.agent_id IS NOT DISTINCT FROM target.agent_id
 """

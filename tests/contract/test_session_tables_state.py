@@ -154,9 +154,16 @@ async def test_rewind_removes_messages_from_its_target_but_keeps_billed_usage(
                                     output_tokens=5, timestamp=at(minute)), minute,
                       session="g1")]
 
+    parent_later = event(UserPrompted(line_uuid="p9", text="p9", timestamp=at(4)), 4,
+                         session="g1")
+    sub_prompt = event(UserPrompted(line_uuid="s1", text="s1", agent_id="sub",
+                                    timestamp=at(3)), 3, session="g1")
     events = [prompt("u1", 1), *reply("m1", 2), prompt("u2", 3), *reply("m2", 4),
               event(SessionRewound(to_message_key="u2"), 5, session="g1"),
-              prompt("u3", 6), *reply("m3", 7)]
+              prompt("u3", 6), *reply("m3", 7),
+              # a sub-agent's rewind removes its own messages only, not its parent's
+              sub_prompt, parent_later,
+              event(SessionRewound(to_message_key="s1", agent_id="sub"), 8, session="g1")]
     await project(pg_dsn, events)
     conn = await asyncpg.connect(pg_dsn)
     try:
@@ -164,7 +171,7 @@ async def test_rewind_removes_messages_from_its_target_but_keeps_billed_usage(
             "SELECT message_key FROM messages WHERE session_id = 'g1' ORDER BY at")]
     finally:
         await conn.close()
-    assert keys == ["user:u1", "m1", "user:u3", "m3"]
+    assert keys == ["user:u1", "m1", "user:p9", "user:u3", "m3"]
     row = await session_row(pg_dsn, "g1")
-    assert (row["prompts"], row["assistant_messages"]) == (2, 2)
+    assert (row["prompts"], row["assistant_messages"]) == (3, 2)
     assert row["total_tokens"] == 45  # three responses were billed, the rewound one too

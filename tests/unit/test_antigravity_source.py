@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from agents.line_parsing import MAX_TEXT_CHARS
-from agents.parse_antigravity_lines import decide, read_checklist
+from agents.markdown_checklist import read_checklist
+from agents.parse_antigravity_lines import decide
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_snapshot_event
 from streams.errors import InvalidEvent
@@ -233,6 +234,9 @@ def test_read_checklist_marks_and_fences():
     text = "intro\n# T\n- [x] a\n* [X] b\n1. [ ] c\n- [/] d <!-- id: 9 -->\n- [~] e\n"
     assert tuple(read_checklist(text)) == ("T", 2, 5, "d")
     assert tuple(read_checklist("```\n# not a title\n- [x] no\n```\nplain")) == (None, 0, 0, None)
+    # a current-task comment names the current item over the first in-progress mark
+    named = "- [x] a\n- [~] b\n- [ ] c\n<!-- current-task: c -->\n"
+    assert tuple(read_checklist(named)) == (None, 1, 3, "c")
 
 
 async def test_metadata_describes_its_artifact(producer, collector, brain):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.parse_gemini_lines import UNKNOWN_MODEL, decide, derive_snapshot
+from agents.parse_gemini_lines import decide, derive_snapshot
 from schemas.events import SessionEvent, UsageReported
 from schemas.file_changes import (
     FileChanged,
@@ -292,7 +292,7 @@ def test_cached_above_input_is_clamped_and_a_missing_model_is_unpriced():
               "tokens": {"input": 100, "cached": 500, "output": 7, "total": 107}}
     (usage,) = payloads(decide_all(inline_event(record)), "usage.reported")
     assert (usage.input_tokens, usage.cache_read_tokens, usage.output_tokens) == (0, 100, 7)
-    assert usage.model == UNKNOWN_MODEL
+    assert usage.model is None  # consumers bill it via SessionModels, never at $0
     empty = {"id": "n", "type": "gemini", "content": "", "tokens": None}
     assert payloads(decide_all(inline_event(empty)), "usage.reported") == []
 
@@ -364,7 +364,8 @@ def test_a_subagent_recording_is_a_child_of_its_parent():
     (usage,) = payloads(events, "usage.reported")
     assert usage.total == last_tokens(SUB)["sg1-0001"]["total"] == 4040
     rewind = decide_all(inline_event({"$rewindTo": "su1-0001"}, agent_id=SUB_ID))
-    assert [(e.type, e.payload.content) for e in rewind] == [("system.event", "su1-0001")]
+    assert [(e.type, e.payload.to_message_key, e.payload.agent_id) for e in rewind] == [
+        ("session.rewound", "su1-0001", SUB_ID)]
 
 
 def test_a_subagent_recording_read_on_its_own_reports_its_type():
