@@ -2,8 +2,10 @@
 
 Records are taken in batches with ``noack_take`` and acked only after every output (and every
 dead letter) was confirmed by the broker: faust acks an event whose agent raised, so nothing
-may escape this loop un-dead-lettered. A record that fails its schema or its ``decide``
-(``InvalidEvent``) goes to the flow's dead-letter topic with the reason; the rest goes on.
+may escape this loop un-dead-lettered. A record that fails its schema, its ``decide``, or whose
+outputs cannot be encoded within the record limit goes to the flow's dead-letter topic with the
+reason and its original key; any other failure on one record is dead-lettered the same way.
+The rest goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 import faust
 
 from schemas.envelope import Envelope
-from streams.codecs import dead_letter, decode, encode, encode_key
+from streams.codecs import dead_letter, decode, encode_key, encode_record
 from streams.errors import InvalidEvent
 
 __all__ = ["Flow"]
@@ -58,13 +60,26 @@ class Flow:
     async def _process(self, event: faust.EventT) -> list[Any]:
         message = event.message
         try:
-            outputs = list(self.decide(decode(self.schema, message.value)))
+            # Every output is encoded before any is sent: a record fails whole or not at all.
+            outputs = [(encode_key(out.source, out.session_id), encode_record(out))
+                       for out in self.decide(decode(self.schema, message.value))]
         except InvalidEvent as exc:
-            logger.warning("flow=%s dead-letters %s[%s]@%s: %s", self.name, message.topic,
-                           message.partition, message.offset, exc)
-            self.dead_letters += 1
-            return [await self.dlq.send(key=message.key, value=dead_letter(
-                self.name, exc, message.topic, message.partition, message.offset,
-                message.key, message.value))]
-        return [await self.target.send(key=encode_key(out.source, out.session_id),
-                                       value=encode(out)) for out in outputs]
+            return [await self._dead_letter(message, exc)]
+        except Exception as exc:  # noqa: BLE001
+            # faust acks the record of an agent that raised and stops the agent: any failure
+            # on one record (a parser bug on a shape nobody foresaw) must dead-letter that
+            # record instead, or it is lost and every record behind it waits.
+            logger.exception("flow=%s failed on a record", self.name)
+            return [await self._dead_letter(message, InvalidEvent(
+                f"{self.name} failed on this record: {type(exc).__name__}: {exc}"))]
+        return [await self.target.send(key=key, value=value) for key, value in outputs]
+
+    async def _dead_letter(self, message: Any, exc: InvalidEvent) -> Any:
+        """Send ``message`` to the dead-letter topic with ``exc`` as the reason, original key
+        kept; returns the send's future."""
+        logger.warning("flow=%s dead-letters %s[%s]@%s: %s", self.name, message.topic,
+                       message.partition, message.offset, exc)
+        self.dead_letters += 1
+        return await self.dlq.send(key=message.key, value=dead_letter(
+            self.name, exc, message.topic, message.partition, message.offset,
+            message.key, message.value))

@@ -22,11 +22,13 @@ from pydantic import ValidationError
 from schemas.envelope import derive_event_id
 from schemas.events import EventPayload, SessionEvent, SessionFileRemoved
 from schemas.file_changes import FileChanged
+from schemas.limits import depth_problem, strip_nul_escapes_text
 from streams.errors import InvalidEvent
 
 __all__ = [
-    "MAX_RAW_CHARS", "MAX_TEXT_CHARS", "Common", "Obj", "as_obj", "as_str", "clip",
-    "decide_lines", "load_line", "parse_time", "timestamp_of", "token_count", "where",
+    "MAX_RAW_CHARS", "MAX_TEXT_CHARS", "Common", "JsonTooDeep", "Obj", "as_obj", "as_str",
+    "clip", "decide_lines", "load_json", "load_line", "parse_time", "timestamp_of",
+    "token_count", "where",
 ]
 
 Obj = dict[str, Any]
@@ -87,21 +89,40 @@ def _checked(event: FileChanged, build: Callable[[], list[SessionEvent]]) -> lis
 
 
 def where(event: FileChanged) -> str:
-    return f"{event.payload.path} line {event.payload.line_no}"
+    """``<path> line <n>``, and the size on disk when the producer clipped the line."""
+    clipped = event.payload.original_bytes
+    size = f" (a line of {clipped} bytes, clipped to fit one record)" if clipped else ""
+    return f"{event.payload.path} line {event.payload.line_no}{size}"
 
 
 def load_line(event: FileChanged) -> Obj:
     """The event's text as a JSON object; ``InvalidEvent`` naming file, line and reason."""
     try:
-        value = json.loads(event.payload.line)
+        value = load_json(event.payload.line)
+    except JsonTooDeep as exc:
+        raise InvalidEvent(f"{where(event)}: {exc}") from exc
     except json.JSONDecodeError as exc:
         detail = exc.msg.removesuffix(" at")  # "Unterminated string starting at"
         raise InvalidEvent(f"{where(event)}: not JSON ({detail} at char {exc.pos})") from exc
-    except RecursionError as exc:
-        raise InvalidEvent(f"{where(event)}: not JSON (nested too deeply)") from exc
     if not isinstance(value, dict):
         raise InvalidEvent(f"{where(event)}: not a JSON object (got {type(value).__name__})")
-    return _scrub(value) if SURROGATE_ESCAPE.search(event.payload.line) else value
+    return value
+
+
+class JsonTooDeep(ValueError):
+    """A JSON text nests past :data:`~schemas.limits.MAX_DEPTH`."""
+
+
+def load_json(text: str) -> Any:
+    """``json.loads(text)`` within the topics' limits: nesting past ``MAX_DEPTH`` raises
+    :class:`JsonTooDeep` (a ``ValueError``, as ``json.JSONDecodeError`` is), ``\\u0000`` escapes
+    are dropped (no store holds a NUL) and lone surrogates become U+FFFD (so every event
+    encodes as UTF-8). Checked before parsing, so no depth can exhaust the stack."""
+    problem = depth_problem(text)
+    if problem is not None:
+        raise JsonTooDeep(problem)
+    value = json.loads(strip_nul_escapes_text(text))
+    return _scrub(value) if SURROGATE_ESCAPE.search(text) else value
 
 
 def _scrub(value: Any) -> Any:

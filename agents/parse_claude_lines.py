@@ -241,9 +241,9 @@ def _system(line: Line, event: FileChanged, common: Common) -> list[EventPayload
     subtype = as_str(line.get("subtype"))
     if subtype == "compact_boundary":
         meta = as_obj(line.get("compactMetadata"))
-        pre_tokens = meta.get("preTokens")
+        pre = meta.get("preTokens")
         return [SessionCompacted(trigger=as_str(meta.get("trigger")),
-                                 pre_tokens=pre_tokens if type(pre_tokens) is int else None,
+                                 pre_tokens=pre if type(pre) is int and pre >= 0 else None,
                                  **common)]
     content, _ = clip(as_str(line.get("content")) or "")
     return [SystemEvent(subtype=subtype, content=content, **common)]

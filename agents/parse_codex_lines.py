@@ -49,6 +49,7 @@ from agents.line_parsing import (
     as_str,
     clip,
     decide_lines,
+    load_json,
     timestamp_of,
     token_count,
 )
@@ -194,7 +195,7 @@ def _tool_input(field: str, value: object) -> Obj:
     """A JSON-object string or an object as is; anything else under its field name."""
     if isinstance(value, str):
         try:
-            parsed = json.loads(value)
+            parsed = load_json(value)
         except ValueError:
             parsed = None
         return parsed if isinstance(parsed, dict) else {field: value}
@@ -214,7 +215,7 @@ def _failed(output: object) -> bool:
     """``success: false``, or a JSON result whose ``metadata.exit_code`` is not 0."""
     if isinstance(output, str) and output.startswith("{"):
         try:
-            output = json.loads(output)
+            output = load_json(output)
         except ValueError:
             return False
     if not isinstance(output, dict):

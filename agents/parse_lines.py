@@ -19,6 +19,7 @@ from agents import (
 )
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged
+from schemas.limits import strip_nul
 from streams.errors import InvalidEvent
 
 __all__ = ["PARSERS", "decide"]
@@ -38,4 +39,14 @@ def decide(event: FileChanged) -> list[SessionEvent]:
     if parser is None:
         raise InvalidEvent(f"no parser for source {event.source!r} "
                            f"(known: {', '.join(sorted(PARSERS))})")
-    return parser(event)
+    return parser(_without_nul(event))
+
+
+def _without_nul(event: FileChanged) -> FileChanged:
+    """``event`` with U+0000 removed from its text: no store can hold it, and a raw NUL byte
+    would otherwise make a JSON line unreadable."""
+    line = event.payload.line
+    if "\x00" not in line:
+        return event
+    return event.model_copy(update={"payload": event.payload.model_copy(
+        update={"line": strip_nul(line)})})

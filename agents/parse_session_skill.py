@@ -38,7 +38,17 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
-from agents.line_parsing import Common, Obj, as_obj, as_str, clip, decide_lines, parse_time
+from agents.line_parsing import (
+    Common,
+    JsonTooDeep,
+    Obj,
+    as_obj,
+    as_str,
+    clip,
+    decide_lines,
+    load_json,
+    parse_time,
+)
 from agents.markdown_checklist import read_checklist
 from schemas.envelope import derive_event_id
 from schemas.events import (
@@ -215,13 +225,13 @@ def _reported(kind: str, payload: Obj) -> Obj:
 
 def _json(event: FileChanged) -> Any:
     try:
-        return json.loads(event.payload.line)
+        return load_json(event.payload.line)
+    except JsonTooDeep as exc:
+        raise InvalidEvent(f"{event.payload.path}: {exc}") from exc
     except json.JSONDecodeError as exc:
         cut = " (snapshot truncated)" if event.payload.truncated else ""
         raise InvalidEvent(f"{event.payload.path}: not JSON ({exc.msg} at char {exc.pos})"
                            f"{cut}") from exc
-    except RecursionError as exc:
-        raise InvalidEvent(f"{event.payload.path}: not JSON (nested too deeply)") from exc
 
 
 def _artifact(event: FileChanged, artifact_type: str) -> ArtifactRevised:

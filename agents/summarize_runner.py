@@ -26,9 +26,8 @@ from aiokafka.structs import ConsumerRecord
 
 from agents.summarize_sessions import Summarizer
 from projections.pricing import PricingTable
-from schemas.events import SessionEvent
 from schemas.summaries import SessionSummaryEvent
-from streams.codecs import decode, encode, encode_key
+from streams.codecs import dead_letter, decode, encode, encode_key
 from streams.errors import InvalidEvent
 from streams.topics import SESSION_EVENTS, SUMMARIES
 
@@ -83,7 +82,7 @@ class SummarizeRunner:
         self._positions: dict[int, int] = {}  # source partition -> next offset folded in
         self.produced_ends: dict[int, int] = {}  # target partition -> next offset after ours
         self.processed = 0  # source records consumed live (skipped ones included)
-        self.skipped = 0  # source records that failed to decode
+        self.skipped = 0  # source records dead-lettered (undecodable or unfoldable)
         self.rebuilt = 0  # source records folded while rebuilding
         self.emitted = 0  # summaries confirmed by the broker
         self.consumer: AIOKafkaConsumer | None = None
@@ -144,9 +143,15 @@ class SummarizeRunner:
         start = self._positions.get(tp.partition, 0)
         outputs: list[SessionSummaryEvent] = []
         for record in records:
-            event = self._decoded(record) if record.offset >= start else None
-            if event is not None:
-                outputs += summarizer.apply(event, self.clock())
+            if record.offset < start:
+                continue
+            try:
+                outputs += summarizer.apply(decode(SESSION_EVENTS.value, record.value),
+                                            self.clock())
+            except Exception as exc:  # noqa: BLE001
+                # One record the summarizer cannot fold (a bad record, a shape nobody foresaw)
+                # is dead-lettered with the reason; it must not stop every session behind it.
+                await self._dead_letter(record, exc)
         await self._publish(outputs)
         assert self.consumer is not None
         end = records[-1].offset + 1
@@ -161,16 +166,18 @@ class SummarizeRunner:
             self._positions[tp.partition] = end
         self.processed += len(records)
 
-    def _decoded(self, record: ConsumerRecord) -> SessionEvent | None:
-        try:
-            return decode(SESSION_EVENTS.value, record.value)
-        except InvalidEvent as exc:
-            # The events topic is written by our own parse agent: a bad record is a bug there,
-            # not data to dead-letter again.
-            logger.warning("summarize skips %s[%s]@%s: %s", record.topic, record.partition,
-                           record.offset, exc)
-            self.skipped += 1
-            return None
+    async def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
+        """``record`` to the events' dead-letter topic, original key kept, and counted."""
+        assert self.producer is not None
+        if not isinstance(exc, InvalidEvent):
+            logger.error("summarize failed on %s[%s]@%s", record.topic, record.partition,
+                         record.offset, exc_info=exc)
+        logger.warning("summarize dead-letters %s[%s]@%s: %s", record.topic, record.partition,
+                       record.offset, exc)
+        await self.producer.send_and_wait(SESSION_EVENTS.dlq, dead_letter(
+            "summarize_sessions", exc, record.topic, record.partition, record.offset,
+            record.key, record.value), key=record.key)
+        self.skipped += 1
 
     async def _publish(self, summaries: list[SessionSummaryEvent]) -> None:
         """Send ``summaries`` in order and return once the broker confirmed every one."""
@@ -265,8 +272,9 @@ class SummarizeRunner:
             for record in records:
                 if tp not in remaining or record.offset >= remaining[tp]:
                     break
-                event = self._decoded(record)
-                if event is not None:
-                    summarizer.fold(event)
-                    folded += 1
+                try:
+                    summarizer.fold(decode(SESSION_EVENTS.value, record.value))
+                except Exception:  # noqa: BLE001, S112
+                    continue  # dead-lettered when it was consumed live
+                folded += 1
         return folded

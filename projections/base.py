@@ -25,9 +25,10 @@ class Record:
     partition: int
     offset: int
     value: Any  # None: a record that was dead-lettered; it only moves the position
+    key: bytes | None = None  # the record's key as sent, kept for its dead letter
 
     def without_value(self) -> Record:
-        return Record(self.topic, self.partition, self.offset, None)
+        return Record(self.topic, self.partition, self.offset, None, self.key)
 
 
 @dataclass(frozen=True)

@@ -134,7 +134,7 @@ class ProjectionRunner:
         except InvalidEvent as exc:
             await self._dead_letter(message, exc)
             value = None  # applied as a no-op so the position still moves past it
-        return Record(message.topic, message.partition, message.offset, value)
+        return Record(message.topic, message.partition, message.offset, value, message.key)
 
     async def _apply_with_retry(self, records: list[Record]) -> int:
         while True:
@@ -145,12 +145,22 @@ class ProjectionRunner:
                                self.projection.name, exc.retry_after, exc)
                 await asyncio.sleep(exc.retry_after)
             except ProjectionRejected as exc:
-                if len(records) == 1:
-                    await self._dead_letter_record(records[0], exc)
-                    return await self.projection.apply_batch([records[0].without_value()])
-                half = len(records) // 2
-                return (await self._apply_with_retry(records[:half])
-                        + await self._apply_with_retry(records[half:]))
+                return await self._reject(records, exc)
+            except Exception as exc:  # noqa: BLE001
+                # Not translated by the store: a bug meeting an unforeseen value. Treated as a
+                # rejection, so the poison record is found and dead-lettered; the rest goes on.
+                logger.exception("projection=%s failed on a batch", self.projection.name)
+                return await self._reject(records, ProjectionRejected(
+                    f"{self.projection.name} failed: {type(exc).__name__}: {exc}"))
+
+    async def _reject(self, records: list[Record], exc: ProjectionRejected) -> int:
+        """Split a rejected batch until the poison record is alone; dead-letter it."""
+        if len(records) == 1:
+            await self._dead_letter_record(records[0], exc)
+            return await self.projection.apply_batch([records[0].without_value()])
+        half = len(records) // 2
+        return (await self._apply_with_retry(records[:half])
+                + await self._apply_with_retry(records[half:]))
 
     async def _dead_letter(self, message: ConsumerRecord, exc: Exception) -> None:
         await self._send_dead_letter(exc, message.topic, message.partition, message.offset,
@@ -158,8 +168,8 @@ class ProjectionRunner:
 
     async def _dead_letter_record(self, record: Record, exc: Exception) -> None:
         raw = record.value.model_dump_json().encode() if record.value is not None else None
-        await self._send_dead_letter(exc, record.topic, record.partition, record.offset, None,
-                                     raw)
+        await self._send_dead_letter(exc, record.topic, record.partition, record.offset,
+                                     record.key, raw)
 
     async def _send_dead_letter(self, exc: Exception, topic: str, partition: int, offset: int,
                                 key: bytes | None, value: bytes | None) -> None:

@@ -2,14 +2,15 @@
 
 The original bytes are kept (base64 is not needed: Kafka values are bytes, and the record
 carries them as text when they decode, else as ``repr``), with the topic, partition and offset
-they came from, and the consumer that gave up on them.
+they came from, and the consumer that gave up on them. A value too big to repeat whole (the
+dead letter must fit one record itself) keeps its head, flagged ``value_truncated``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DeadLetter"]
 
@@ -25,4 +26,7 @@ class DeadLetter(BaseModel):
     offset: int
     key: str | None = None
     value: str
+    value_bytes: int | None = Field(default=None, description="Size of the original value.")
+    value_truncated: bool = Field(default=False, description="``value`` holds only the head of "
+                                  "a value too big to repeat in one record.")
     failed_at: datetime

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import Envelope
+from schemas.limits import Count
 
 __all__ = [
     "ArtifactDescribed", "ArtifactRevised", "SessionRewound", "SessionStateReported",
@@ -88,11 +89,11 @@ class UsageReported(_Payload):
     message_key: str
     model: str | None = Field(default=None, description="None: the line names no model; it is "
                               "billed under the session's latest SessionContext.model.")
-    input_tokens: int = Field(default=0, ge=0)
-    output_tokens: int = Field(default=0, ge=0)
-    cache_creation_5m_tokens: int = Field(default=0, ge=0)
-    cache_creation_1h_tokens: int = Field(default=0, ge=0)
-    cache_read_tokens: int = Field(default=0, ge=0)
+    input_tokens: Count = 0
+    output_tokens: Count = 0
+    cache_creation_5m_tokens: Count = 0
+    cache_creation_1h_tokens: Count = 0
+    cache_read_tokens: Count = 0
     speed: str | None = None
 
     @property
@@ -110,7 +111,7 @@ class SystemEvent(_Payload):
 class SessionCompacted(_Payload):
     kind: Literal["session.compacted"] = "session.compacted"
     trigger: str | None = None
-    pre_tokens: int | None = None
+    pre_tokens: Count | None = None
 
 
 class SessionTitled(_Payload):
@@ -171,8 +172,8 @@ class SessionStateReported(_Payload):
     session_dir: str | None = None
     current_task: str | None = None
     checkpoint: dict[str, Any] | None = None
-    progress_done: int | None = Field(default=None, ge=0)
-    progress_total: int | None = Field(default=None, ge=0)
+    progress_done: Count | None = None
+    progress_total: Count | None = None
 
 
 class ArtifactRevised(_Payload):
@@ -190,7 +191,7 @@ class ArtifactRevised(_Payload):
     updated_at: datetime | None = None
     content: str = ""
     content_sha256: str
-    size: int = Field(default=0, ge=0)
+    size: Count = 0
     truncated: bool = False
 
 

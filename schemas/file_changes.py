@@ -20,6 +20,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.envelope import Envelope, derive_event_id
+from schemas.limits import MAX_SAFE_INT
 
 __all__ = [
     "MAX_SNAPSHOT_BYTES", "FileChanged", "FileLine", "file_line_event", "file_removed_event",
@@ -40,13 +41,18 @@ class FileLine(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     path: str
-    offset: int = Field(ge=0, description="Byte offset of the line's first byte.")
-    line_no: int = Field(ge=1)
+    offset: int = Field(ge=0, le=MAX_SAFE_INT, description="Byte offset of the line's first byte.")
+    line_no: int = Field(ge=1, le=MAX_SAFE_INT)
     line: str = Field(default="", description="The line without its newline; empty on removal.")
     mtime: datetime
     file_kind: FileKind = "main"
     agent_id: str | None = None
     truncated: bool = Field(default=False, description="A snapshot cut at MAX_SNAPSHOT_BYTES.")
+    original_bytes: int | None = Field(
+        default=None, ge=0, le=MAX_SAFE_INT,
+        description="Set when the line was too big for one record and was clipped: its size in "
+                    "bytes on disk. Long strings end in '… [clipped N chars]'; numbers, ids and "
+                    "the JSON shape are kept.")
 
 
 FileChanged = Envelope[FileLine]

@@ -33,6 +33,10 @@ def create_app(app_id: str, broker_url: str, datadir: Path, **overrides: Any) ->
         "broker_commit_interval": 1.0,
         "consumer_auto_offset_reset": "earliest",
         "producer_acks": -1,
+        # Stopping must not wait for in-flight records: our agents ack a record only after
+        # its outputs were confirmed, so an unacked record is simply read again after the
+        # restart (same event ids). Waiting made a stuck agent hold Ctrl-C for 30 s and more.
+        "stream_wait_empty": False,
         "web_enabled": False,
     }
     config.update(overrides)

@@ -11,14 +11,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from schemas.dead_letters import DeadLetter
 from schemas.envelope import SessionKey
+from schemas.limits import MAX_RECORD_BYTES, strip_nul_escapes
 from streams.errors import InvalidEvent
 
-__all__ = ["dead_letter", "decode", "encode", "encode_key"]
+__all__ = ["dead_letter", "decode", "encode", "encode_key", "encode_record"]
 
 _ADAPTERS: dict[int, TypeAdapter[Any]] = {}
+# A dead letter must fit one record itself: the original value (which may be the reason it
+# failed) is repeated up to this size; escaping can at most about double it.
+MAX_DEAD_VALUE_BYTES = 256 * 1024
+MAX_ERROR_CHARS = 4096
 
 
 def _adapter(schema: object) -> TypeAdapter[Any]:
@@ -29,7 +35,22 @@ def _adapter(schema: object) -> TypeAdapter[Any]:
 
 
 def encode(model: BaseModel) -> bytes:
-    return model.model_dump_json().encode()
+    """``model`` as UTF-8 JSON; :class:`InvalidEvent` when it cannot be encoded (a value past
+    the serializer's depth limit), so the caller can dead-letter its input."""
+    try:
+        return model.model_dump_json().encode()
+    except (PydanticSerializationError, ValueError, RecursionError) as exc:
+        raise InvalidEvent(f"cannot be encoded as JSON: {exc}") from exc
+
+
+def encode_record(model: BaseModel, limit: int = MAX_RECORD_BYTES) -> bytes:
+    """:func:`encode`, and :class:`InvalidEvent` when the record would be over ``limit``
+    bytes (the broker would refuse it, failing everything sent with it)."""
+    value = encode(model)
+    if len(value) > limit:
+        raise InvalidEvent(f"encodes to {len(value)} bytes, over the limit of {limit} bytes "
+                           "per record")
+    return value
 
 
 def encode_key(source: str, session_id: str) -> bytes:
@@ -41,7 +62,7 @@ def decode(schema: object, raw: bytes | None, what: str = "value") -> Any:
     if raw is None:
         raise InvalidEvent(f"{what} is empty (a tombstone or a null record)")
     try:
-        return _adapter(schema).validate_json(raw)
+        return _adapter(schema).validate_json(strip_nul_escapes(raw))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}"
@@ -53,16 +74,21 @@ def decode(schema: object, raw: bytes | None, what: str = "value") -> Any:
 def dead_letter(consumer: str, exc: Exception, topic: str, partition: int, offset: int,
                 key: bytes | None, value: bytes | None) -> bytes:
     """The dead-letter record for a record ``consumer`` gave up on because of ``exc``."""
-    def text(raw: bytes | None) -> str:
+    def text(raw: bytes | None, cut: bool = False) -> str:
         if raw is None:
             return ""
-        try:
-            return raw.decode()
+        try:  # a cut value may end inside a character: drop that partial character only
+            return raw.decode("utf-8", "ignore" if cut else "strict")
         except UnicodeDecodeError:
             return repr(raw)
 
+    size = len(value) if value is not None else 0
+    cut = size > MAX_DEAD_VALUE_BYTES
     return DeadLetter(
-        consumer=consumer, error=str(exc), error_type=type(exc).__name__, topic=topic,
-        partition=partition, offset=offset, key=text(key) if key is not None else None,
-        value=text(value), failed_at=datetime.now(UTC),
+        consumer=consumer, error=str(exc)[:MAX_ERROR_CHARS], error_type=type(exc).__name__,
+        topic=topic, partition=partition, offset=offset,
+        key=text(key) if key is not None else None,
+        value=text(value[:MAX_DEAD_VALUE_BYTES] if value is not None else None, cut),
+        value_bytes=size if value is not None else None, value_truncated=cut,
+        failed_at=datetime.now(UTC),
     ).model_dump_json().encode()

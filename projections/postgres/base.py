@@ -46,6 +46,11 @@ _TRANSIENT = (
 )
 
 
+# asyncpg's client-side "invalid query input" (e.g. an int past int64) subclasses its
+# InterfaceError, which is otherwise transient; it is only exported from the private module.
+_INVALID_INPUT = asyncpg.exceptions._base.DataError
+
+
 class PostgresProjection(Projection):
     """Base of every Postgres projection."""
 
@@ -64,6 +69,8 @@ class PostgresProjection(Projection):
     async def _translated(self) -> AsyncIterator[None]:
         try:
             yield
+        except _INVALID_INPUT as exc:  # an InterfaceError, but retrying cannot fix the input
+            raise ProjectionRejected(f"{self.name}: a value cannot be stored: {exc}") from exc
         except _TRANSIENT as exc:
             raise ProjectionUnavailable(f"{self.name}: postgres unavailable: {exc}") from exc
         except asyncpg.PostgresError as exc:

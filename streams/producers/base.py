@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import hashlib
 import json
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import ClassVar
+from typing import BinaryIO, ClassVar
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -39,6 +42,7 @@ from schemas.file_changes import (
     file_snapshot_event,
 )
 from streams.errors import SourceError
+from streams.producers.clipping import fit_line, fit_text
 
 __all__ = ["BATCH_SIZE", "FileProducer", "Position", "Progress", "Publish"]
 
@@ -49,6 +53,7 @@ Progress = Callable[[int, int], None]
 
 BATCH_SIZE = 500  # events per publish call
 CHUNK_BYTES = 8 * 1024 * 1024  # bounds memory per read when a file holds huge lines
+HEAD_BYTES = 4096  # the published head whose digest tells an append from a rewrite
 DEBOUNCE_S = 0.05  # a burst of writes settles into one scan
 _WAKE_EVENTS = frozenset({"created", "modified", "moved", "deleted"})
 
@@ -58,8 +63,10 @@ class Position:
     """How far one file has been published; one entry of the checkpoint file.
 
     ``offset``/``line_no`` point just past the last complete line; ``inode``/``size`` detect
-    truncation or replacement. ``mtime`` and the cached ``describe`` result let a file that
-    vanished be reported with a stable event id and its session, even though it cannot be read.
+    truncation or replacement, ``head`` (a digest of the first ``HEAD_BYTES`` published) and an
+    mtime change without growth detect a rewrite in place, whatever its size. ``mtime`` and the
+    cached ``describe`` result let a file that vanished be reported with a stable event id and
+    its session, even though it cannot be read.
     """
 
     offset: int = 0
@@ -70,6 +77,7 @@ class Position:
     session_id: str | None = None
     file_kind: FileKind = "main"
     agent_id: str | None = None
+    head: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,11 +111,42 @@ def _payload(key: str, pos: Position, offset: int, line_no: int, line: str = "")
     )
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """``path`` opened for reading; ``OSError`` unless it is a regular file. Opened without
+    blocking, so a FIFO or a device named like a session file cannot hang the scan."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _head_digest(f: BinaryIO, offset: int) -> str:
+    f.seek(0)
+    return hashlib.sha256(f.read(min(offset, HEAD_BYTES))).hexdigest()[:32]
+
+
+def _rewritten(f: BinaryIO, st: os.stat_result, pos: Position) -> bool:
+    """True when the file at ``pos`` is no longer the one published: replaced, truncated, or
+    rewritten in place (its published head differs, or it changed without growing)."""
+    if st.st_ino != pos.inode or st.st_size < pos.offset:
+        return True
+    if (st.st_size, st.st_mtime) == (pos.size, pos.mtime) or pos.offset == 0:
+        return False  # untouched since the last read (the common case: no extra read)
+    if st.st_size == pos.size:
+        return True  # modified without growing: an append-only file was rewritten
+    return bool(pos.head) and _head_digest(f, pos.offset) != pos.head
+
+
 def _read_chunk(path: Path, pos: Position | None, max_lines: int) -> _Chunk:
     """Read up to ``max_lines`` complete non-empty lines of ``path`` after ``pos``."""
-    with path.open("rb") as f:
+    with _open_regular(path) as f:
         st = os.fstat(f.fileno())
-        restarted = pos is not None and (st.st_ino != pos.inode or st.st_size < pos.offset)
+        restarted = pos is not None and _rewritten(f, st, pos)
         start = Position() if pos is None or restarted else pos
         f.seek(start.offset)
         offset, line_no, more = start.offset, start.line_no, False
@@ -125,22 +164,24 @@ def _read_chunk(path: Path, pos: Position | None, max_lines: int) -> _Chunk:
         if lines and start.session_id is None:
             f.seek(0)
             first_line = _decode(f.readline())
-    position = replace(
-        start, offset=offset, line_no=line_no, inode=st.st_ino, size=st.st_size, mtime=st.st_mtime
-    )
+        head = start.head
+        if offset != start.offset and (not head or start.offset < HEAD_BYTES):
+            head = _head_digest(f, offset)
+    position = replace(start, offset=offset, line_no=line_no, inode=st.st_ino, size=st.st_size,
+                       mtime=st.st_mtime, head=head)
     return _Chunk(position, lines, first_line, restarted, more)
 
 
 def _read_snapshot(path: Path, pos: Position | None) -> tuple[Position, str, bool] | None:
     """``(position, text, truncated)`` of a whole file, or None when unchanged since ``pos``."""
-    with path.open("rb") as f:
+    with _open_regular(path) as f:
         st = os.fstat(f.fileno())
         if pos is not None and (st.st_ino, st.st_size, st.st_mtime) == (
                 pos.inode, pos.size, pos.mtime):
             return None
         raw = f.read(MAX_SNAPSHOT_BYTES + 1)
-    truncated = len(raw) > MAX_SNAPSHOT_BYTES
-    text = raw[:MAX_SNAPSHOT_BYTES].decode("utf-8", errors="replace")
+    text, cut = fit_text(raw[:MAX_SNAPSHOT_BYTES].decode("utf-8", errors="replace"))
+    truncated = cut or len(raw) > MAX_SNAPSHOT_BYTES
     start = pos or Position()
     position = replace(start, offset=st.st_size, line_no=1, inode=st.st_ino, size=st.st_size,
                        mtime=st.st_mtime)
@@ -172,6 +213,7 @@ class FileProducer:
         self._positions: dict[str, Position] = {}
         self._loaded = False  # positions are read from disk lazily, under the lock
         self._lock = asyncio.Lock()
+        self._warned: dict[str, str] = {}  # path -> the read error last logged for it
 
     @classmethod
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
@@ -243,18 +285,29 @@ class FileProducer:
         """Scan on file-system events (debounced) and every ``rescan_interval`` until ``stop``.
 
         Roots that do not exist yet are watched once they appear; meanwhile the periodic
-        rescan covers them. The observer is stopped and joined before returning, also when a
-        scan raises (a failed publish), in which case the error propagates.
+        rescan covers them. A scan that fails (the broker is away, a publish is refused) is
+        logged once per failure streak and retried with backoff from the last checkpoint, so
+        nothing is lost and no input stops the producer. The observer is stopped and joined
+        before returning.
         """
         wake = asyncio.Event()
         handler = _Wakeup(self.matches, asyncio.get_running_loop(), wake)
         observer = Observer()
         watches: dict[Path, ObservedWatch] = {}
         observer.start()
+        failing = _FailureStreak(f"producer={self.source}")
         try:
             while not stop.is_set():
                 self._watch_roots(observer, handler, watches)
-                await self.scan_once()
+                # A failed scan is retried from its checkpoint: whatever goes wrong (a broker
+                # outage, a refused record, a bug on one file), the others must go on.
+                try:
+                    await self.scan_once()
+                    failing.ended()
+                except Exception as exc:  # noqa: BLE001
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), failing.backoff(exc))
+                    continue
                 await self._wait(stop, wake)
         finally:
             observer.stop()
@@ -273,7 +326,7 @@ class FileProducer:
             except FileNotFoundError:
                 return published  # vanished since the walk; the next scan reports it
             except OSError as exc:
-                logger.warning("skipping unreadable file path=%s error=%s", path, exc)
+                self._unreadable(key, exc)
                 return published
             if chunk.restarted:
                 logger.info("file truncated or replaced, reading from 0 path=%s", path)
@@ -298,7 +351,7 @@ class FileProducer:
         except FileNotFoundError:
             return 0
         except OSError as exc:
-            logger.warning("skipping unreadable file path=%s error=%s", path, exc)
+            self._unreadable(key, exc)
             return 0
         if read is None:
             return 0
@@ -315,9 +368,23 @@ class FileProducer:
             await self._flush(batch)
         return 1
 
+    def _unreadable(self, key: str, exc: OSError) -> None:
+        """Log an unreadable file once per distinct error (a rescan every few seconds would
+        otherwise repeat it forever); it is retried at every scan all the same."""
+        reason = f"{exc.strerror or exc}"
+        if self._warned.get(key) != reason:
+            logger.warning("skipping unreadable file path=%s error=%s", key, reason)
+            self._warned[key] = reason
+
     def _line_event(self, key: str, pos: Position, line: tuple[int, int, str]) -> FileChanged:
         offset, line_no, text = line
-        payload = _payload(key, pos, offset, line_no, text)
+        clipped = fit_line(text)
+        payload = _payload(key, pos, offset, line_no, text if clipped is None else clipped)
+        if clipped is not None:
+            size = len(text.encode("utf-8", "surrogatepass"))
+            logger.warning("line too big for one record, clipped path=%s line=%d bytes=%d",
+                           key, line_no, size)
+            payload = payload.model_copy(update={"original_bytes": size})
         return file_line_event(self.source, pos.session_id or "", payload)
 
     async def _collect_removals(self, seen: set[str], batch: _Batch) -> None:
@@ -413,6 +480,33 @@ class FileProducer:
         if wake.is_set() and not stop.is_set():
             await asyncio.sleep(DEBOUNCE_S)
             wake.clear()  # cleared before the scan, so writes during it wake the next one
+
+
+class _FailureStreak:
+    """Backoff and logging for a loop that retries: the first failure of a streak is a
+    warning, repeats of the same error are debug, the end of the streak is one info line."""
+
+    def __init__(self, what: str, first: float = 1.0, cap: float = 30.0) -> None:
+        self.what, self.first, self.cap = what, first, cap
+        self.delay = 0.0
+        self.last: str | None = None
+
+    def backoff(self, exc: Exception) -> float:
+        """Log ``exc`` (once per kind of error) and return the seconds to wait."""
+        reason = f"{type(exc).__name__}: {exc}"
+        if reason != self.last:
+            logger.warning("%s failed, retrying with backoff: %s", self.what, reason,
+                           exc_info=self.last is None)
+        else:
+            logger.debug("%s still failing: %s", self.what, reason)
+        self.last = reason
+        self.delay = min(self.cap, self.delay * 2 if self.delay else self.first)
+        return self.delay
+
+    def ended(self) -> None:
+        if self.last is not None:
+            logger.info("%s recovered", self.what)
+        self.delay, self.last = 0.0, None
 
 
 def _log_walk_error(exc: OSError) -> None:

@@ -317,3 +317,56 @@ async def test_real_fixtures_publish_every_line_under_its_session(collector, tmp
         assert sessions[str(f)] == f.parent.parent.name == first["sessionId"]
     for f in (f for f in files if f.parent.name != "subagents" and f.stem.startswith("agent-")):
         assert sessions[str(f)] == json.loads(f.read_text().split("\n", 1)[0])["sessionId"]
+
+
+async def test_a_rewrite_in_place_of_the_same_size_is_read_again(root, make, collector):
+    path = root / "p" / f"{SESSION}.jsonl"
+    write(path, line(n=1, text="aaaa"), line(n=2, text="bbbb"))
+    producer = make()
+    assert await producer.scan_once() == 2
+    before = path.stat()
+    with path.open("r+b") as f:  # same inode, same size, new content
+        f.write(path.read_bytes().replace(b"aaaa", b"cccc").replace(b"bbbb", b"dddd"))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000))
+    assert (path.stat().st_ino, path.stat().st_size) == (before.st_ino, before.st_size)
+    assert await producer.scan_once() == 2
+    assert [json.loads(e.payload.line)["text"] for e in collector.events] == [
+        "aaaa", "bbbb", "cccc", "dddd"]
+
+
+async def test_a_rewrite_that_grows_is_told_from_an_append_by_its_head(root, make, collector):
+    path = root / "p" / f"{SESSION}.jsonl"
+    write(path, line(n=1, text="first"))
+    producer = make()
+    assert await producer.scan_once() == 1
+    write(path, line(n=2, text="appended"))
+    assert await producer.scan_once() == 1  # an append: only the new line
+    path.write_text(line(n=1, text="FIRST") + "\n" + line(n=2, text="appended") + "\n"
+                    + line(n=3, text="third") + "\n")  # same inode, rewritten and grown
+    assert await producer.scan_once() == 3
+    assert [json.loads(e.payload.line)["text"] for e in collector.events] == [
+        "first", "appended", "FIRST", "appended", "third"]
+
+
+async def test_a_file_truncated_or_deleted_while_a_scan_reads_it(root, make, collector):
+    long, doomed = root / "p" / f"{SESSION}.jsonl", root / "p" / f"{OTHER}.jsonl"
+    write(long, *(line(n=i) for i in range(1200)))
+    write(doomed, line(n=1))
+    calls = 0
+
+    async def publish(events):  # between two batches of the first file, the files change
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            long.write_text(line(n=9000) + "\n")  # truncated in place while being read
+            doomed.unlink()  # deleted before the scan reaches it
+        await collector(events)
+
+    producer = make()
+    producer._publish = publish
+    await producer.scan_once()
+    await producer.scan_once()
+    lines = [json.loads(e.payload.line).get("n") for e in collector.events
+             if e.type == "file.line_appended"]
+    assert lines[:500] == list(range(500)) and lines[-1] == 9000
+    assert not any(e.payload.path == str(doomed) for e in collector.events)
