@@ -22,7 +22,12 @@ import click
 from streams import __version__
 from streams.errors import ConfigError, SessionStreamError
 from streams.producers.publisher import publish_once
-from streams.producers.publishing import MAX_BODY_BYTES, validate_body
+from streams.producers.publishing import (
+    MAX_BODY_BYTES,
+    PublishRejected,
+    check_idempotency_key,
+    validate_body,
+)
 from streams.schema_export import export_schemas
 from streams.settings import Settings, bootstrap_of, load_settings
 from streams.stack import SERVERS, Stack
@@ -239,7 +244,15 @@ def publish(ctx: click.Context, source: Any, topic: str, dry_run: bool,
        "offset": 0, "line_no": 1, "line": "{\\"type\\": \\"user\\", ...}",
        "mtime": "2026-03-05T12:00:00Z"}}
     """
-    batch = validate_body(topic, source.read(MAX_BODY_BYTES + 1))
+    try:  # every bad input is a PublishRejected: one "error:" line and exit 1, no traceback
+        raw = source.read(MAX_BODY_BYTES + 1)
+    except OSError as exc:
+        raise PublishRejected(400, f"cannot read {source.name}: {exc.strerror or exc}") from exc
+    if len(raw) > MAX_BODY_BYTES:
+        raise PublishRejected(413, f"{source.name} holds more than {MAX_BODY_BYTES} bytes, the "
+                                   "limit per call; split it into smaller batches")
+    key = check_idempotency_key(idempotency_key)
+    batch = validate_body(topic, raw)
     if dry_run:
         for event in batch.events:
             click.echo(event.model_dump_json())
@@ -247,7 +260,7 @@ def publish(ctx: click.Context, source: Any, topic: str, dry_run: bool,
                    "nothing published", err=True)
         return
     bootstrap = running_broker(settings_of(ctx))
-    receipt = asyncio.run(publish_once(bootstrap, batch, idempotency_key))
+    receipt = asyncio.run(publish_once(bootstrap, batch, key))
     if receipt.replayed:
         click.echo(f"already published: {receipt.count} event(s) to {receipt.topic} at "
                    f"{receipt.published_at} (idempotency key {receipt.idempotency_key}); "

@@ -304,6 +304,8 @@ class FileProducer:
                 try:
                     await self.scan_once()
                     failing.ended()
+                except SourceError:
+                    raise  # an unreadable checkpoint: the user must act, retrying cannot help
                 except Exception as exc:  # noqa: BLE001
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), failing.backoff(exc))

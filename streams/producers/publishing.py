@@ -5,7 +5,13 @@ Pure: bytes in, a :class:`ValidBatch` (encoded records ready to send) or a
 against its topic's value model and *every* problem is reported, each naming the event and the
 field (``events[2].payload.line_no: Input should be a valid integer``), before anything is sent.
 
-Input is a JSON object (one event), a JSON array, ``{"events": [...]}`` or JSON lines. Before
+Input is a JSON object (one event), a JSON array, ``{"events": [...]}`` or JSON lines, in
+UTF-8. Hostile input is refused before it is parsed, so parsing cannot fail in unplanned ways:
+the body is at most :data:`MAX_BODY_BYTES`, its nesting is measured without recursion
+(:func:`schemas.limits.depth_problem`) and no event may nest deeper than
+:data:`schemas.limits.MAX_DEPTH` (400; deeper values crash the parser or the serializer). Every
+``\\u0000`` is stripped before validation, so no NUL reaches a topic. Integers above
+:data:`schemas.limits.MAX_SAFE_INT` in bounded fields are 422s naming the field. Before
 validation a ``null`` becomes the field's default when the field has one and does not accept
 ``None`` itself (recursively, through nested models and discriminated unions); a list field
 that arrives as ``null`` becomes ``[]``. A missing ``event_id`` is derived from the event's
@@ -18,6 +24,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import types
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
@@ -25,19 +32,26 @@ from typing import Annotated, Any, Literal, Union, cast, get_args, get_origin
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from schemas.envelope import SessionKey, derive_event_id
+from schemas.limits import MAX_DEPTH, MAX_RECORD_BYTES, depth_problem, strip_nul_escapes
 from streams.codecs import encode, encode_key
-from streams.errors import SessionStreamError
+from streams.errors import InvalidEvent, SessionStreamError
 from streams.topics import CATALOGUE, FILTERED, SUMMARIES, TopicSpec
 
 __all__ = [
-    "DERIVED_BY", "MAX_BODY_BYTES", "MAX_EVENTS", "MAX_RECORD_BYTES", "PublishRejected",
-    "ValidBatch", "fill_nulls", "parse_events", "publishable_topics", "resolve_topic",
-    "validate_body", "validate_events",
+    "DERIVED_BY", "MAX_BODY_BYTES", "MAX_EVENTS", "MAX_KEY_CHARS", "MAX_RECORD_BYTES",
+    "PublishRejected", "ValidBatch", "check_idempotency_key", "fill_nulls", "parse_events",
+    "publishable_topics", "resolve_topic", "validate_body", "validate_events",
 ]
+
+logger = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000  # events per request or file: keeps one request's work bounded
 MAX_BODY_BYTES = 5 * 1024 * 1024
-MAX_RECORD_BYTES = 1_000_000  # under Kafka's default message.max.bytes (1 MiB + overhead)
+MAX_KEY_CHARS = 256
+"""Longest idempotency key: it becomes the key of a compacted record."""
+_WRAPPER_DEPTH = 2
+"""Levels ``{"events": [...]}`` adds around an event; the body may nest this much deeper."""
+_SHAPES = 'one JSON event, a JSON array, {"events": [...]} or JSON lines'
 
 DERIVED_BY = {
     FILTERED.name: "the filter_events agent (from sessions.events.v1)",
@@ -94,14 +108,21 @@ def resolve_topic(name: str | None) -> TopicSpec:
 
 
 def parse_events(raw: bytes) -> tuple[list[Any], str | None]:
-    """The events of a body (and the topic a ``{"topic", "events"}`` wrapper names)."""
+    """The events of a body (and the topic a ``{"topic", "events"}`` wrapper names).
+
+    Raises :class:`PublishRejected`: 413 over :data:`MAX_BODY_BYTES` or :data:`MAX_EVENTS`; 400
+    not UTF-8, empty, not JSON (nor JSON lines), nested deeper than ``MAX_DEPTH``; 422 no
+    events. ``\\u0000`` escapes are removed first (text never holds NUL)."""
     if len(raw) > MAX_BODY_BYTES:
         raise PublishRejected(413, f"body of {len(raw)} bytes is over the limit of "
                                    f"{MAX_BODY_BYTES} bytes; split it into smaller batches")
     try:
-        text = raw.decode("utf-8-sig")
+        text = strip_nul_escapes(raw).decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise PublishRejected(400, f"body is not UTF-8 text: {exc}") from exc
+    if not text.strip():
+        raise PublishRejected(400, f"body is empty: send {_SHAPES}")
+    _refuse_depth(text, "body", MAX_DEPTH + _WRAPPER_DEPTH)
     value = _loads(text)
     topic = None
     if isinstance(value, dict) and "events" in value and set(value) <= {"events", "topic"}:
@@ -114,18 +135,55 @@ def parse_events(raw: bytes) -> tuple[list[Any], str | None]:
     if len(events) > MAX_EVENTS:
         raise PublishRejected(413, f"batch of {len(events)} events is over the limit of "
                                    f"{MAX_EVENTS} per request; split it")
+    _refuse_deep_events(events)
     return events, topic if isinstance(topic, str) else None
+
+
+def _refuse_depth(text: str, what: str, limit: int) -> None:
+    """400 when ``text`` nests deeper than ``limit``: measured before ``json.loads``, which
+    recurses (a 100,000-deep body would raise ``RecursionError``)."""
+    if depth_problem(text, limit) is not None:
+        wrapped = f", {limit} inside " + '{"events": [...]}' if limit > MAX_DEPTH else ""
+        raise PublishRejected(400, f"{what} nests more than {limit} levels deep (objects and "
+                                   f"arrays); an event may nest at most {MAX_DEPTH} levels "
+                                   f"(schemas.limits.MAX_DEPTH){wrapped}")
+
+
+def _refuse_deep_events(events: list[Any]) -> None:
+    """400 naming the first event deeper than ``MAX_DEPTH``: pydantic cannot serialize such a
+    value and consumers of the topic must be able to read every record."""
+    deep = [i for i, event in enumerate(events) if _nests_deeper(event, MAX_DEPTH)]
+    if deep:
+        more = f" ({len(deep)} of {len(events)} events)" if len(deep) > 1 else ""
+        raise PublishRejected(400, f"events[{deep[0]}] nests more than {MAX_DEPTH} levels deep "
+                                   f"(objects and arrays){more}, over the limit of schemas."
+                                   "limits.MAX_DEPTH; nothing was published")
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` holds more than ``limit`` levels of dicts and lists (no recursion)."""
+    stack = [(value, 1)] if isinstance(value, dict | list) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
+    return False
 
 
 def _loads(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError as whole:
-        lines = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+        # JSON lines end with "\n" only: str.splitlines() would also split inside strings
+        # holding U+2028, U+0085 and other characters JSON allows unescaped
+        lines = [(n, line) for n, line in enumerate(text.split("\n"), 1) if line.strip()]
         if len(lines) < 2:
             raise PublishRejected(400, f"body is not JSON: {whole}") from whole
         values = []
         for n, line in lines:  # JSON lines: one event per line
+            _refuse_depth(line, f"line {n}", MAX_DEPTH)
             try:
                 values.append(json.loads(line))
             except ValueError as exc:
@@ -134,8 +192,40 @@ def _loads(text: str) -> Any:
         return values
 
 
+def check_idempotency_key(key: str | None) -> str | None:
+    """``key`` when usable as an idempotency key (None: none given); else a 400.
+
+    A key is 1 to :data:`MAX_KEY_CHARS` printable characters that encode as UTF-8 (a header
+    or an argument in another encoding arrives with surrogates, which cannot be stored)."""
+    if key is None:
+        return None
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise PublishRejected(400, "idempotency key is not UTF-8 text") from exc
+    if not key or len(key) > MAX_KEY_CHARS:
+        raise PublishRejected(400, f"idempotency key must be 1 to {MAX_KEY_CHARS} characters")
+    if not key.isprintable():
+        raise PublishRejected(400, "idempotency key must hold printable characters only")
+    return key
+
+
 def validate_body(topic: str | None, raw: bytes) -> ValidBatch:
-    """Parse ``raw`` and validate it for ``topic`` (or the topic its wrapper names)."""
+    """Parse ``raw`` and validate it for ``topic`` (or the topic its wrapper names).
+
+    Raises :class:`PublishRejected` only, whatever ``raw`` holds: a failure of a parser or
+    of the models that input can cause is a 400 naming it, never an unexpected exception."""
+    try:
+        return _validate_body(topic, raw)
+    except PublishRejected:
+        raise
+    except (ValueError, RecursionError, OverflowError, InvalidEvent) as exc:
+        logger.warning("publish: body refused by %s", type(exc).__name__, exc_info=True)
+        raise PublishRejected(400, f"body cannot be read as events: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+
+
+def _validate_body(topic: str | None, raw: bytes) -> ValidBatch:
     if topic:
         resolve_topic(topic)  # an unknown topic is the first thing to say
     events, named = parse_events(raw)
@@ -168,7 +258,11 @@ def validate_events(spec: TopicSpec, events: list[Any]) -> ValidBatch:
                             + "; ".join(f"{_path(e['loc'])[1:]}: {e['msg']}"
                                         for e in exc.errors()))
             continue
-        value = encode(model)
+        try:
+            value = encode(model)
+        except InvalidEvent as exc:
+            problems.append(f"{where}: {exc}")
+            continue
         if len(key) + len(value) > MAX_RECORD_BYTES:
             problems.append(f"{where}: encoded event is {len(key) + len(value)} bytes, over "
                             f"the limit of {MAX_RECORD_BYTES} bytes per event")

@@ -370,3 +370,20 @@ async def test_a_file_truncated_or_deleted_while_a_scan_reads_it(root, make, col
              if e.type == "file.line_appended"]
     assert lines[:500] == list(range(500)) and lines[-1] == 9000
     assert not any(e.payload.path == str(doomed) for e in collector.events)
+
+
+async def test_run_survives_a_failing_publish_and_retries_from_the_checkpoint(
+        root, make, collector, caplog):
+    path = root / "p" / f"{SESSION}.jsonl"
+    write(path, line(n=1), line(n=2))
+    collector.failing = lambda call: call <= 2  # the broker is away for two attempts
+    stop = asyncio.Event()
+    task = asyncio.create_task(make(rescan_interval=0.1).run(stop))
+    async with asyncio.timeout(20):
+        while not collector.published:
+            await asyncio.sleep(0.05)
+    stop.set()
+    await task
+    assert [e.payload.line_no for e in collector.events] == [1, 2]
+    warnings = [r for r in caplog.records if "retrying with backoff" in r.getMessage()]
+    assert len(warnings) == 1  # one line per failure streak, not one per attempt

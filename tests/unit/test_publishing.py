@@ -1,5 +1,6 @@
 """Publishing: validation of raw input against a topic's schema (every reject case, null ->
-defaults, field paths), and the publisher's idempotency with an in-memory key store."""
+defaults, field paths, hostile input: nesting, NUL, bad keys), the publish command's one-line
+errors, and the publisher's idempotency with an in-memory key store."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import Any
 
 import pytest
 
+from schemas.limits import MAX_DEPTH
 from streams.producers.idempotency import MemoryKeys
 from streams.producers.publisher import Publisher
 from streams.producers.publishing import (
     MAX_BODY_BYTES,
     MAX_EVENTS,
+    MAX_KEY_CHARS,
     PublishRejected,
+    check_idempotency_key,
     publishable_topics,
     validate_body,
 )
@@ -155,6 +159,72 @@ def test_oversized_batches_and_bodies_are_413() -> None:
     huge = rejected(LINES, body(line_event(line="x" * 1_100_000)))
     assert huge.status == 422 and "per event" in huge.problems[0]
     assert rejected(LINES, b"[]").status == 422
+
+
+def test_nesting_past_the_depth_limit_is_a_400_before_any_parsing() -> None:
+    deep = rejected(LINES, b"[" * 100_000 + b"]" * 100_000)  # json.loads: RecursionError
+    assert deep.status == 400 and f"at most {MAX_DEPTH} levels" in deep.message
+    assert "schemas.limits.MAX_DEPTH" in deep.message
+    as_lines = rejected(LINES, body(line_event()) + b"\n" + b"[" * 100_000 + b"]" * 100_000)
+    assert as_lines.status == 400 and "MAX_DEPTH" in as_lines.message
+    event = line_event()
+    event["payload"]["extra"] = json.loads("[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1))
+    too_deep = rejected(LINES, body([line_event(), event]))  # 65 levels with the event itself
+    assert too_deep.status == 400
+    assert too_deep.message.startswith(f"events[1] nests more than {MAX_DEPTH} levels")
+
+
+def test_nul_is_stripped_before_validation() -> None:
+    event = line_event(line='{"text": "a\u0000b"}', path="/p/\u0000s1.jsonl")
+    raw = body(event)
+    assert b"\\u0000" in raw  # json.dumps writes NUL as the escape
+    value = validate_body(LINES, raw).records[0][1]
+    assert b"\\u0000" not in value and b"\x00" not in value
+    payload = json.loads(value)["payload"]
+    assert payload["path"] == "/p/s1.jsonl" and payload["line"] == '{"text": "ab"}'
+    kept = json.loads(validate_body(LINES, body(line_event(line="a\\u0000"))).records[0][1])
+    assert kept["payload"]["line"] == "a\\u0000"  # a backslash and "u0000" are text, kept
+
+
+def test_json_lines_are_split_on_newlines_only() -> None:
+    events = [line_event(1, line="a\u2028b\x85c"), line_event(2)]
+    raw = "\n".join(json.dumps(e, ensure_ascii=False) for e in events).encode()
+    assert validate_body(LINES, raw).digest == validate_body(LINES, body(events)).digest
+
+
+def test_an_empty_body_says_so() -> None:
+    for raw in (b"", b" \n\t", b"\xef\xbb\xbf"):
+        exc = rejected(LINES, raw)
+        assert exc.status == 400 and exc.message.startswith("body is empty"), raw
+
+
+def test_idempotency_keys_are_printable_utf8_of_bounded_length() -> None:
+    assert check_idempotency_key("job-42 é") == "job-42 é" and check_idempotency_key(None) is None
+    for key in ("", "x" * (MAX_KEY_CHARS + 1), "a\nb", "\udcff\udcfe"):
+        with pytest.raises(PublishRejected) as info:
+            check_idempotency_key(key)
+        assert info.value.status == 400 and "idempotency key" in info.value.message
+
+
+@pytest.mark.parametrize(("content", "needle"), [
+    (b"[" * 100_000 + b"]" * 100_000, "MAX_DEPTH"),
+    (b"\xff\xfe\xfd", "not UTF-8"),
+    (b"{nope", "not JSON"),
+    (b"", "empty"),
+    (b" " * (MAX_BODY_BYTES + 1), f"more than {MAX_BODY_BYTES} bytes"),
+])
+def test_the_publish_command_refuses_bad_input_in_one_line(tmp_path: Any, content: bytes,
+                                                           needle: str) -> None:
+    from click.testing import CliRunner
+
+    from streams.cli import cli
+
+    source = tmp_path / "batch.json"
+    source.write_bytes(content)
+    result = CliRunner().invoke(cli, ["publish", "-t", LINES, "--dry-run", str(source)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    assert needle in result.stderr and "Traceback" not in result.output
 
 
 class FakeProducer:
