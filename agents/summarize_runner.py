@@ -29,6 +29,7 @@ from projections.pricing import PricingTable
 from schemas.summaries import SessionSummaryEvent
 from streams.codecs import dead_letter, decode, encode, encode_key
 from streams.errors import InvalidEvent
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.topics import SESSION_EVENTS, SUMMARIES
 
 __all__ = ["GROUP_ID", "SummarizeRunner"]
@@ -97,12 +98,13 @@ class SummarizeRunner:
     async def run(self) -> None:
         """Consume, summarize and publish until :meth:`stop` is called. Pending updates are
         published before the consumer leaves; offsets are committed per confirmed batch."""
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                         retry_backoff_ms=RETRY_BACKOFF_MS)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=min(3_000, self.session_timeout_ms // 3),
-            max_poll_records=self.batch_size,
+            max_poll_records=self.batch_size, retry_backoff_ms=RETRY_BACKOFF_MS,
         )
         await self.producer.start()
         try:
@@ -240,7 +242,8 @@ class SummarizeRunner:
     async def _fold(self, targets: dict[TopicPartition, int]) -> int:
         """Read ``targets`` (partition -> end offset, exclusive) with a group-less consumer."""
         reader = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                  auto_offset_reset="earliest", max_poll_records=self.batch_size)
+                                  auto_offset_reset="earliest", max_poll_records=self.batch_size,
+                                  retry_backoff_ms=RETRY_BACKOFF_MS)
         await reader.start()
         folded, remaining = 0, dict(targets)
         try:

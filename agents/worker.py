@@ -44,6 +44,7 @@ from schemas.file_changes import FileChanged
 from schemas.telemetry import TelemetryKey, TelemetryPolledEvent
 from streams.app import create_app
 from streams.codecs import encode, encode_key
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.lag import end_offsets, lag_to
 from streams.producers.http_api import bind_api, serve_api
 from streams.producers.telemetry_poller import TelemetryPoller
@@ -163,7 +164,7 @@ class Pipeline:
 
     async def _run_producers(self) -> None:
         self._kafka = AIOKafkaProducer(bootstrap_servers=self.endpoints.bootstrap, acks="all",
-                                       linger_ms=5)
+                                       linger_ms=5, retry_backoff_ms=RETRY_BACKOFF_MS)
         await self._kafka.start()
         try:
             if self.backfill:
@@ -189,7 +190,7 @@ class Pipeline:
         """The MCP poller with its own producer, and the telemetry metrics' refresh loop."""
         assert self.poller is not None
         self._telemetry_kafka = AIOKafkaProducer(bootstrap_servers=self.endpoints.bootstrap,
-                                                 acks="all")
+                                                 acks="all", retry_backoff_ms=RETRY_BACKOFF_MS)
         await self._telemetry_kafka.start()
         self.report(f"polling MCP {self.poller.url}: {', '.join(self.poller.tools)}")
         try:

@@ -23,6 +23,7 @@ from aiokafka.structs import ConsumerRecord
 from projections.base import Projection, Record
 from streams.codecs import dead_letter, decode
 from streams.errors import InvalidEvent, ProjectionRejected, ProjectionUnavailable
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 
 __all__ = ["ProjectionRunner"]
 
@@ -82,9 +83,10 @@ class ProjectionRunner:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
-            max_poll_records=self.batch_size,
+            max_poll_records=self.batch_size, retry_backoff_ms=RETRY_BACKOFF_MS,
         )
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                         retry_backoff_ms=RETRY_BACKOFF_MS)
         await self.producer.start()
         self.consumer.subscribe([self.topic], listener=_SeekToStore(self))
         await self.consumer.start()

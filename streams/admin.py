@@ -12,6 +12,7 @@ import logging
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.topics import CATALOGUE, TopicSpec
 
 __all__ = ["ensure_topics"]
@@ -22,7 +23,7 @@ logger = logging.getLogger(__name__)
 async def ensure_topics(bootstrap: str, specs: list[TopicSpec] | None = None) -> None:
     """Create each topic of ``specs`` (default: the catalogue) and its ``.dlq`` if missing."""
     specs = specs if specs is not None else list(CATALOGUE.values())
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, retry_backoff_ms=RETRY_BACKOFF_MS)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -4,7 +4,8 @@ Every faust setting that matters for delivery is passed explicitly, so faust's o
 lookups are never a second source of truth. Values are chosen to work on both Apache Kafka and
 Tansu: a session timeout of 10 s (Kafka's minimum is 6 s; Tansu holds each JoinGroup for half
 of it), earliest offset reset (a new group reads a topic from its start), no web server unless
-asked.
+asked. Its Kafka clients retry every ``RETRY_BACKOFF_MS`` (see :mod:`streams.kafka_backoff`), so
+a broker outage costs a few connection attempts per second, not a busy loop.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import faust
+
+from streams.kafka_backoff import BackoffTransport, install_metadata_backoff
 
 __all__ = ["create_app"]
 
@@ -40,4 +43,15 @@ def create_app(app_id: str, broker_url: str, datadir: Path, **overrides: Any) ->
         "web_enabled": False,
     }
     config.update(overrides)
-    return faust.App(app_id, **config)
+    install_metadata_backoff()
+    app = faust.App(app_id, **config)
+    _use_backoff_transport(app)
+    return app
+
+
+def _use_backoff_transport(app: faust.App) -> None:
+    """faust's own consumer and producer retry at our pace (on Kafka URLs; others untouched)."""
+    if app.conf.broker_consumer[0].scheme in ("kafka", "aiokafka"):
+        app.transport = BackoffTransport(app.conf.broker_consumer, app)
+    if app.conf.broker_producer[0].scheme in ("kafka", "aiokafka"):
+        app.producer_transport = BackoffTransport(app.conf.broker_producer, app)

@@ -21,6 +21,8 @@ import click
 
 from streams import __version__
 from streams.errors import ConfigError, SessionStreamError
+from streams.kafka_backoff import install_metadata_backoff
+from streams.outages import install as install_outage_filter
 from streams.producers.publisher import publish_once
 from streams.producers.publishing import (
     MAX_BODY_BYTES,
@@ -82,6 +84,8 @@ def cli(verbose: int) -> None:
     """
     level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_outage_filter()  # a broker outage is a few lines, not one per retry
+    install_metadata_backoff()  # ...and a few attempts per second, not a busy loop
 
 
 @cli.group()

@@ -13,12 +13,14 @@ import asyncio
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from streams.kafka_backoff import RETRY_BACKOFF_MS
+
 __all__ = ["partitions_of", "stop_consumer"]
 
 
 async def partitions_of(bootstrap: str, topic: str) -> list[int]:
     """The partition ids of ``topic`` (empty when the broker does not know it)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, retry_backoff_ms=RETRY_BACKOFF_MS)
     await admin.start()
     try:
         described = await admin.describe_topics([topic])

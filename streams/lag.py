@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from streams.consumers import partitions_of, stop_consumer
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 
 __all__ = ["committed_offsets", "end_offsets", "lag_to"]
 
@@ -19,7 +20,7 @@ __all__ = ["committed_offsets", "end_offsets", "lag_to"]
 async def committed_offsets(bootstrap: str, group: str, topic: str,
                             partitions: list[int]) -> dict[int, int]:
     """``{partition: committed offset}`` of ``group`` (-1 where nothing is committed)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, retry_backoff_ms=RETRY_BACKOFF_MS)
     await admin.start()
     try:
         tps = [TopicPartition(topic, p) for p in partitions]
@@ -34,7 +35,7 @@ async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
     tps = [TopicPartition(topic, p) for p in await partitions_of(bootstrap, topic)]
     if not tps:
         return {}
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, retry_backoff_ms=RETRY_BACKOFF_MS)
     await consumer.start()
     try:
         ends = await consumer.end_offsets(tps)

@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.consumers import partitions_of, stop_consumer
 from streams.errors import SessionStreamError
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 
 __all__ = ["tail"]
 
@@ -26,7 +27,8 @@ async def tail(bootstrap: str, topic: str, *, from_beginning: bool = False,
                idle_s: float = 1.0) -> AsyncIterator[dict[str, Any]]:
     """Yield the records of ``topic`` as dicts; without ``follow``, stop once a fetch is empty
     for ``idle_s``."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                retry_backoff_ms=RETRY_BACKOFF_MS)
     await consumer.start()
     try:
         partitions = await partitions_of(bootstrap, topic)

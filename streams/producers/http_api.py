@@ -38,6 +38,7 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiokafka import AIOKafkaProducer
 
 from streams.errors import ConfigError
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.producers.connection_gate import ConnectionGate
 from streams.producers.idempotency import KafkaKeys, Receipt
 from streams.producers.publisher import Publisher, PublishFailed
@@ -285,7 +286,7 @@ async def serve_api(sock: socket.socket, bootstrap: str, token: str | None,
                     limits: ApiLimits | None = None) -> None:
     """Serve the API on ``sock``, publishing to ``bootstrap``, until cancelled."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
-                                retry_backoff_ms=1000)
+                                retry_backoff_ms=RETRY_BACKOFF_MS)
     keys = KafkaKeys(bootstrap)
     try:
         await producer.start()

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
 from streams.consumers import stop_consumer
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 
 __all__ = ["KEYS_TOPIC", "IdempotencyKeys", "KafkaKeys", "MemoryKeys", "Receipt"]
 
@@ -88,10 +89,12 @@ class KafkaKeys:
 
     async def start(self) -> None:
         await _ensure_topic(self.bootstrap)
-        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all")
+        self._producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                          retry_backoff_ms=RETRY_BACKOFF_MS)
         await self._producer.start()
         self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap,
-                                          enable_auto_commit=False)
+                                          enable_auto_commit=False,
+                                          retry_backoff_ms=RETRY_BACKOFF_MS)
         await self._consumer.start()
         self._consumer.assign([self._tp])
         await self._consumer.seek_to_beginning(self._tp)
@@ -128,7 +131,7 @@ class KafkaKeys:
 
 
 async def _ensure_topic(bootstrap: str) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, retry_backoff_ms=RETRY_BACKOFF_MS)
     await admin.start()
     try:
         if KEYS_TOPIC not in set(await admin.list_topics()):

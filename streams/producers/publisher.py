@@ -22,6 +22,7 @@ from aiokafka.errors import KafkaError
 
 from streams.admin import ensure_topics
 from streams.errors import SessionStreamError
+from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.producers.idempotency import IdempotencyKeys, KafkaKeys, Receipt
 from streams.producers.publishing import PublishRejected, ValidBatch
 from streams.topics import CATALOGUE
@@ -91,7 +92,8 @@ async def publish_once(bootstrap: str, batch: ValidBatch,
                        idempotency_key: str | None = None) -> Receipt:
     """Publish ``batch`` from a short-lived producer (what ``sessionstream publish`` does)."""
     keys = KafkaKeys(bootstrap)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
+                                retry_backoff_ms=RETRY_BACKOFF_MS)
     try:
         await ensure_topics(bootstrap, [CATALOGUE[batch.topic]])
         await producer.start()
