@@ -3,7 +3,8 @@ the ``sessionstream`` CLI.
 
 They live here, not in :mod:`streams.cli`, because they assemble agents and projections and
 imports flow one way (schemas <- streams <- projections <- agents). Endpoints left unset are the
-embedded default: the local stack's Tansu and PostgreSQL, started when needed.
+embedded default: the local stack's broker (Kafka, or Tansu without Java) and PostgreSQL,
+started when needed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import asyncpg
 import click
 import faust
 
-from agents.endpoints import Endpoints, resolve_endpoints
+from agents.endpoints import Endpoints, remember_log, resolve_endpoints
 from agents.projection_set import build_projections, resolve_name
 from agents.replay import replay as replay_projection
 from agents.sources import PRODUCERS
@@ -29,6 +30,7 @@ from streams.admin import ensure_topics
 from streams.cli import cli, fails_cleanly, settings_of
 from streams.settings import Settings
 from streams.stack import Stack
+from streams.stack.embedded import KEEPS
 
 __all__ = ["main"]
 
@@ -36,11 +38,18 @@ __all__ = ["main"]
 def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool) -> None:
     asyncio.run(ensure_topics(endpoints.bootstrap))
     pipeline = Pipeline(settings, endpoints, backfill=backfill, report=click.echo)
-    click.echo(f"broker:   {endpoints.broker_url}\npostgres: {endpoints.postgres_dsn}\n"
+    kept = (f" (embedded {endpoints.embedded_broker}: {KEEPS[endpoints.embedded_broker]})"
+            if endpoints.embedded_broker else "")
+    click.echo(f"broker:   {endpoints.broker_url}{kept}\npostgres: {endpoints.postgres_dsn}\n"
                f"neo4j:    {endpoints.neo4j_uri or 'off (not configured, not running)'}")
     if endpoints.fresh_log:
-        click.echo("the embedded broker started empty: re-reading every source from the start")
-    worker = faust.Worker(pipeline.app, loglevel="WARNING", quiet=True)
+        click.echo("the broker's log is new to this state dir (a first start, an upgrade, or "
+                   "a broker that lost its log): reading every source from the start; rows "
+                   "already in the stores are kept and converge")
+        asyncio.run(pipeline.start_over())
+        remember_log(settings, endpoints)
+    # Plain lines on the terminal: faust would otherwise log every print as "[WARNING] b'...'".
+    worker = faust.Worker(pipeline.app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()
 
 
@@ -59,8 +68,10 @@ _sources = click.option(
 def run(ctx: click.Context, sources: tuple[Path, ...]) -> None:
     """Run the main job until Ctrl-C: watch session files, parse, project.
 
-    With no broker or database configured it runs on the embedded default (Tansu and an
-    embedded PostgreSQL under the state dir, started if needed); the Neo4j graph is built when
+    With no broker or database configured it runs on the embedded default, started if needed
+    under the state dir: Apache Kafka, whose log is kept on disk (so a restart re-reads
+    nothing and loses nothing; Tansu, in memory only, when Java 17+ is missing, with a
+    warning), and an embedded PostgreSQL. The Neo4j graph is built when
     SESSIONSTREAM_NEO4J_URI is set or `sessionstream stack up neo4j` runs. New lines appear in
     the `sessions`, `messages`, `tool_calls`, `files_touched` and `usage` tables within
     seconds; see them with `sessionstream usage`, `sessionstream status`, any Postgres client
@@ -94,20 +105,24 @@ def backfill(ctx: click.Context, sources: tuple[Path, ...]) -> None:
 
 @cli.command()
 @click.argument("projection")
+@click.option("--force", is_flag=True,
+              help="Replay even when the topic holds less than the store applied (rows the "
+                   "log cannot rebuild are lost).")
 @click.pass_context
 @fails_cleanly
-def replay(ctx: click.Context, projection: str) -> None:
+def replay(ctx: click.Context, projection: str, force: bool) -> None:
     """Rebuild PROJECTION from the topics: reset its data and position, re-apply everything.
 
     PROJECTION is `postgres` (postgres.session_tables) or `neo4j` (neo4j.session_graph).
     Stop `sessionstream run` first: two writers of one store would fight over its position.
-    Progress is printed as it goes; the result equals the live projection.
+    Progress is printed as it goes; the result equals the live projection. Refused, with the
+    reason, when the topic ends before what the store applied (a broker that lost its log).
     """
     settings = settings_of(ctx)
     endpoints = resolve_endpoints(settings, (), click.echo)
     built = build_projections(settings, endpoints)
     chosen = built[resolve_name(projection, built)]
-    asyncio.run(replay_projection(chosen, endpoints.bootstrap, report=click.echo))
+    asyncio.run(replay_projection(chosen, endpoints.bootstrap, report=click.echo, force=force))
 
 
 @cli.command()

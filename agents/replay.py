@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from projections.base import Projection
 from projections.runner import ProjectionRunner
+from streams.errors import LogBehindStore
 from streams.lag import end_offsets
 
 __all__ = ["ReplayResult", "replay"]
@@ -35,13 +36,19 @@ class ReplayResult:
 
 
 async def replay(projection: Projection, bootstrap: str,
-                 report: Callable[[str], None] = print, every: float = 1.0) -> ReplayResult:
-    """Reset ``projection`` and rebuild it from the beginning of its topic."""
+                 report: Callable[[str], None] = print, every: float = 1.0,
+                 force: bool = False) -> ReplayResult:
+    """Reset ``projection`` and rebuild it from the beginning of its topic.
+
+    Refuses (:class:`LogBehindStore`, nothing reset) when a partition of the topic ends before
+    the position the store applied up to, unless ``force``: that log cannot rebuild the rows."""
     started = time.monotonic()
     await projection.start()
     try:
-        await projection.reset()
         ends = await end_offsets(bootstrap, projection.source.name)
+        if not force:
+            await _refuse_short_log(projection, ends)
+        await projection.reset()
         total = sum(ends.values())
         report(f"replaying {projection.name} from {projection.source.name} "
                f"(about {total} records)")
@@ -75,3 +82,17 @@ async def replay(projection: Projection, bootstrap: str,
         return result
     finally:
         await projection.stop()
+
+
+async def _refuse_short_log(projection: Projection, ends: dict[int, int]) -> None:
+    topic = projection.source.name
+    short = sorted((p.partition, p.next_offset, ends.get(p.partition, 0))
+                   for p in await projection.positions()
+                   if p.topic == topic and p.next_offset > ends.get(p.partition, 0))
+    if short:
+        where = ", ".join(f"partition {p}: applied {n}, log ends at {e}" for p, n, e in short)
+        raise LogBehindStore(
+            f"refusing to replay {projection.name}: {topic} holds less than it applied "
+            f"({where}). The broker's log was lost or replaced, so a replay would delete rows "
+            "it cannot rebuild; `run` or `backfill` re-publish the sources instead. Use "
+            "--force to replay anyway.")

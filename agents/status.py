@@ -23,6 +23,7 @@ from streams.errors import SessionStreamError
 from streams.lag import committed_offsets, end_offsets
 from streams.settings import Settings
 from streams.stack import Stack
+from streams.stack.embedded import choose_embedded_broker
 from streams.tail import tail
 from streams.topics import FILE_CHANGES, SESSION_EVENTS
 
@@ -65,7 +66,7 @@ async def collect_status(settings: Settings) -> list[StatusRow]:
     stack = Stack(settings)
     dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
            else stack.up(["postgres"], report=lambda _: None)["postgres"])
-    broker = settings.broker_url or stack.endpoint("tansu")
+    broker = settings.broker_url or stack.endpoint(choose_embedded_broker(settings)[0])
     endpoints = Endpoints(
         broker_url=broker or "", postgres_dsn=dsn,
         neo4j_uri=settings.neo4j_uri or stack.endpoint("neo4j"),

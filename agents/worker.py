@@ -142,16 +142,26 @@ class Pipeline:
         async def run_projection() -> None:
             await runner.projection.start()
             try:
-                if self.endpoints.fresh_log:
-                    # The embedded broker started empty: positions point into a log that is
-                    # gone. The producers re-publish everything; natural keys converge.
-                    await runner.projection.forget_positions()
                 await runner.run()
             finally:
                 await runner.projection.stop()
 
         run_projection.__name__ = f"project_{runner.projection.name.replace('.', '_')}"
         return run_projection
+
+    async def start_over(self) -> None:
+        """Forget every producer checkpoint and projection position (data is kept): they point
+        into a broker log that is gone. Called before the worker starts when
+        ``endpoints.fresh_log``; the producers then re-publish everything and the projections
+        re-apply it, converging on their natural keys."""
+        for producer in self.producers:
+            producer.reset()
+        for runner in self.projections:
+            await runner.projection.start()
+            try:
+                await runner.projection.forget_positions()
+            finally:
+                await runner.projection.stop()
 
     async def _publish(self, batch: list[FileChanged]) -> None:
         assert self._kafka is not None
@@ -170,9 +180,6 @@ class Pipeline:
             if self.backfill:
                 await self._backfill()
                 return
-            if self.endpoints.fresh_log:
-                for producer in self.producers:
-                    producer.reset()
             for producer in self.producers:
                 roots = ", ".join(str(r) for r in producer.roots)
                 self.report(f"watching {producer.source}: {roots}")

@@ -5,6 +5,7 @@ Run on demand (never from the test suite):
 
     .venv/bin/python scripts/benchmark.py latency --lines 200
     .venv/bin/python scripts/benchmark.py throughput --copies 3
+    .venv/bin/python scripts/benchmark.py restart --copies 10
 
 Both run the real CLI as a user would, in a scratch state dir, on the embedded default (Tansu
 and an embedded PostgreSQL, started for the run and stopped after) unless
@@ -15,6 +16,9 @@ SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
   Postgres's ``messages`` table (polled every 5 ms). Prints p50, p90, p99 and max.
 * ``throughput``: ``sessionstream backfill`` of the Claude Code fixtures (``--copies`` copies,
   each under new session ids), wall time, lines per second, and the worker's peak RSS.
+* ``restart``: backfills the copies, stops everything (``stack down``, as a reboot would), then
+  starts ``run`` and reports the seconds until it is watching, how many lines it published
+  again, and the CPU it spent in its first seconds.
 """
 
 from __future__ import annotations
@@ -29,11 +33,15 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
 
 import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from streams.lag import end_offsets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-c", "from agents.commands import main; main()"]
@@ -134,12 +142,13 @@ async def _latency(args: argparse.Namespace, state: Path) -> None:
         worker.wait(timeout=60)
 
 
-def _throughput(args: argparse.Namespace, state: Path) -> None:
+def _corpus(state: Path, copies: int) -> tuple[Path, int]:
+    """``copies`` copies of the Claude Code fixtures under new session ids; (root, lines)."""
     if not FIXTURES.exists():
         raise SystemExit(f"fixtures not found at {FIXTURES}")
     source = state / "claude"
     lines = 0
-    for copy in range(args.copies):
+    for copy in range(copies):
         for path in FIXTURES.rglob("*.jsonl"):
             text = path.read_text(encoding="utf-8", errors="replace")
             # New session ids per copy: replace every id that names a file of the fixtures.
@@ -154,6 +163,11 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
                 path.stem, f"{path.stem[:-4]}c{copy:03d}") if path.stem in stems else target.name)
             target.write_text(text, encoding="utf-8")
             lines += text.count("\n")
+    return source, lines
+
+
+def _throughput(args: argparse.Namespace, state: Path) -> None:
+    source, lines = _corpus(state, args.copies)
     env = _env(state)
     started = time.perf_counter()
     worker = subprocess.Popen([*CLI, "backfill", "--source", str(source)], env=env,
@@ -169,6 +183,64 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
     print(f"backfill of {lines} lines ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of "
           f"the fixtures): {elapsed:.1f} s wall (including start-up), "
           f"{lines / elapsed:,.0f} lines/s; worker peak RSS {peak:.0f} MB")
+
+
+def _restart(args: argparse.Namespace, state: Path) -> None:
+    """A backfilled history, everything stopped (a laptop restart), then ``run`` again."""
+    source, lines = _corpus(state, args.copies)
+    env = _env(state)
+    done = subprocess.run([*CLI, "backfill", "--source", str(source)], env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
+    before = _topic_lines(env)
+    subprocess.run([*CLI, "stack", "down"], env=env, capture_output=True, check=False)
+    started = time.perf_counter()
+    worker = subprocess.Popen([*CLI, "run", "--source", str(source)], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output: list[str] = []
+    watching = threading.Event()
+
+    def drain() -> None:
+        for line in worker.stdout or []:
+            output.append(line)
+            if "watching " in line:  # older versions logged it as "[WARNING] b'watching..."
+                watching.set()
+
+    threading.Thread(target=drain, daemon=True).start()
+    if not watching.wait(180):
+        worker.kill()
+        raise SystemExit("run did not start:\n" + "".join(output)[-3000:])
+    to_watching = time.perf_counter() - started
+    time.sleep(args.settle)
+    cpu = _cpu_seconds(worker.pid)
+    after = _topic_lines(env)
+    worker.send_signal(signal.SIGINT)
+    worker.wait(timeout=60)
+    new_log = any("every source from the start" in line for line in output)
+    again = after if new_log else after - before
+    print(f"restart after a backfill of {lines} lines ({args.copies} cop"
+          f"{'y' if args.copies == 1 else 'ies'}): 'watching' {to_watching:.1f} s after the "
+          f"start; lines published again: {again} ({'a new' if new_log else 'the same'} broker "
+          f"log); worker CPU in its first {to_watching + args.settle:.0f} s: {cpu:.1f} s")
+
+
+def _topic_lines(env: dict[str, str]) -> int:
+    """Records in the raw-lines topic of the running embedded broker."""
+    out = subprocess.run([*CLI, "stack", "status"], env=env, capture_output=True, text=True,
+                         check=False).stdout
+    for line in out.splitlines():
+        name, *rest = line.split()
+        if name in ("kafka", "tansu") and rest[:1] == ["ready"] and "kafka://" in line:
+            bootstrap = next(w for w in rest if w.startswith("kafka://")).removeprefix("kafka://")
+            ends = asyncio.run(end_offsets(bootstrap, "sessions.file-changes.v1"))
+            return sum(ends.values())
+    return 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _rss_now_mb(pid: int) -> float:
@@ -191,6 +263,11 @@ def main() -> None:
                      help="seconds between appends after each line landed")
     thr = sub.add_parser("throughput", help="backfill throughput and peak memory")
     thr.add_argument("--copies", type=int, default=1)
+    rst = sub.add_parser("restart", help="after a backfill and a full stop: time to "
+                                         "'watching', lines re-read, CPU")
+    rst.add_argument("--copies", type=int, default=1)
+    rst.add_argument("--settle", type=float, default=15.0,
+                     help="seconds to watch the worker after 'watching'")
     parser.add_argument("--keep", action="store_true", help="keep the scratch state dir")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="sessionstream-bench-", dir="/var/tmp"))
@@ -198,6 +275,8 @@ def main() -> None:
     try:
         if args.what == "latency":
             asyncio.run(_latency(args, state))
+        elif args.what == "restart":
+            _restart(args, state)
         else:
             _throughput(args, state)
     finally:

@@ -33,6 +33,7 @@ from streams.producers.publishing import (
 from streams.schema_export import export_schemas
 from streams.settings import Settings, bootstrap_of, load_settings
 from streams.stack import SERVERS, Stack
+from streams.stack.embedded import KEEPS, choose_embedded_broker
 from streams.tail import tail as tail_topic
 from streams.topics import CATALOGUE
 
@@ -134,24 +135,38 @@ def stack_down(ctx: click.Context, servers: tuple[str, ...]) -> None:
 @fails_cleanly
 def stack_status(ctx: click.Context) -> None:
     """Print each server's state, pid, endpoint and data dir. Exit 0 only if all are ready."""
-    statuses = Stack(settings_of(ctx)).status()
+    settings = settings_of(ctx)
+    statuses = Stack(settings).status()
     click.echo(f"{'server':<11} {'state':<9} {'pid':>8}  {'endpoint':<36} data")
     for status in statuses:
         click.echo(status.line())
+    if settings.broker_url:
+        click.echo(f"broker for run/backfill: {settings.broker_url} (SESSIONSTREAM_BROKER_URL)")
+    else:
+        name, warning = choose_embedded_broker(settings)
+        click.echo(f"broker for run/backfill: embedded {name}, which {KEEPS[name]}")
+        if warning:
+            click.echo(warning, err=True)
     if not all(s.ready for s in statuses):
         sys.exit(3)
 
 
 def running_broker(settings: Settings) -> str:
-    """The configured broker, else the running embedded one; never starts an empty broker."""
+    """The configured broker, else the embedded one: started if it keeps its log on disk
+    (Kafka), required to run already if it is in memory (Tansu: a broker started just for this
+    would drop what it is given as soon as it stops)."""
     if settings.broker_url:
         return bootstrap_of(settings.broker_url)
-    endpoint = Stack(settings).endpoint("tansu")
+    stack = Stack(settings)
+    name, _ = choose_embedded_broker(settings)
+    endpoint = stack.endpoint(name)
+    if endpoint is None and name == "kafka":
+        endpoint = stack.up(["kafka"], report=lambda line: click.echo(line, err=True))["kafka"]
     if endpoint is None:
         raise SessionStreamError(
-            "no broker: SESSIONSTREAM_BROKER_URL is unset and the embedded broker is not "
-            "running (start the main job with `sessionstream run`, or `sessionstream stack up "
-            "tansu`)")
+            "no broker: SESSIONSTREAM_BROKER_URL is unset and the embedded broker (Tansu, in "
+            "memory) is not running (start the main job with `sessionstream run`, or "
+            "`sessionstream stack up tansu`)")
     return bootstrap_of(endpoint)
 
 

@@ -5,10 +5,13 @@
     * SessionStreamError
       x ConfigError                          bad or missing settings -> clear message, exit at start
       x StackError                           a local server would not start or stop
+      x BrokerUnavailable                    the Kafka broker cannot be reached -> clear message
       x InvalidEvent                         payload fails its schema -> <topic>.dlq, continue
       x ProjectionError
         + ProjectionUnavailable(retry_after) transient -> back off, retry the same batch
         + ProjectionRejected                 permanent for this batch -> dead letter, continue
+        + LogBehindStore                     a replay would reset a store from a log that holds
+                                             less than the store applied -> refuse, say why
       x SourceError
         + SourceUnavailable(retry_after)     poller / circuit breaker territory
         + SourceRejected                     the source answered with an error (JSON-RPC error,
@@ -20,8 +23,10 @@ Driver errors are translated into these once, at each store boundary, with ``rai
 from __future__ import annotations
 
 __all__ = [
+    "BrokerUnavailable",
     "ConfigError",
     "InvalidEvent",
+    "LogBehindStore",
     "ProjectionError",
     "ProjectionRejected",
     "ProjectionUnavailable",
@@ -45,6 +50,10 @@ class StackError(SessionStreamError):
     """A server of the local stack failed to start, become ready, or stop."""
 
 
+class BrokerUnavailable(SessionStreamError):
+    """The Kafka broker cannot be reached; the message names it and what to check."""
+
+
 class InvalidEvent(SessionStreamError):
     """An event does not match its topic's schema; it goes to the dead-letter topic."""
 
@@ -63,6 +72,11 @@ class ProjectionUnavailable(ProjectionError):
 
 class ProjectionRejected(ProjectionError):
     """The store refused the batch for good; its events go to the dead-letter topic."""
+
+
+class LogBehindStore(ProjectionError):
+    """The topic holds fewer records than the store applied from it (the broker lost its log,
+    or the store was fed by another broker): rebuilding from it would lose rows."""
 
 
 class SourceError(SessionStreamError):

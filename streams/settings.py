@@ -15,7 +15,7 @@ from __future__ import annotations
 import ipaddress
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -88,7 +88,13 @@ class Settings(BaseSettings):
     cache_dir: Path = Field(default_factory=default_cache_dir)
     broker_url: str | None = Field(
         default=None,
-        description="Kafka bootstrap, e.g. kafka://127.0.0.1:9092; unset = embedded Tansu.",
+        description="Kafka bootstrap, e.g. kafka://127.0.0.1:9092; unset = the embedded broker.",
+    )
+    embedded_broker: Literal["auto", "kafka", "tansu"] = Field(
+        default="auto",
+        description="The broker started when broker_url is unset: kafka (Apache Kafka, log kept "
+                    "on disk; needs Java 17+), tansu (in memory: lost at every stop), auto = "
+                    "kafka when Java 17+ is found, else tansu.",
     )
     postgres_dsn: SecretStr | None = Field(
         default=None, description="postgresql://user:pass@host:port/db; unset = embedded."

@@ -221,6 +221,9 @@ class SessionMetrics:
                     if pool is None:
                         pool = await asyncpg.create_pool(dsn, min_size=1, max_size=1)
                     await self.refresh(pool)
+                except asyncpg.UndefinedTableError:
+                    # A first start: the projection creates its tables in a moment.
+                    logger.debug("metrics: tables not created yet")
                 except _DB_ERRORS as exc:
                     logger.warning("metrics refresh failed, keeping the last totals: %s", exc)
                 if lags is not None:

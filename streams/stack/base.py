@@ -101,6 +101,12 @@ class Server(ABC):
     def running(self) -> bool:
         return self.process.pid() is not None
 
+    def log_identity(self) -> str | None:
+        """For a broker: names the log it serves, so positions recorded against another log
+        (a new cluster, a restarted in-memory broker) are known stale. None: not a broker, or
+        not running."""
+        return None
+
     def endpoint(self) -> str | None:
         """The endpoint of the running server, or None when it is not running."""
         ports = self.process.remembered_ports()

@@ -46,6 +46,17 @@ class KafkaServer(Server):
             self._format(config)
         self.process.spawn(self._java_argv("kafka.Kafka", str(config)))
 
+    def log_identity(self) -> str | None:
+        """``kafka:<cluster id>``: the log on disk lives as long as its formatted data dir."""
+        meta = self.directory / "data" / "meta.properties"
+        try:
+            fields = dict(line.split("=", 1) for line in meta.read_text().splitlines()
+                          if "=" in line and not line.startswith("#"))
+        except OSError:
+            return None
+        cluster = fields.get("cluster.id")
+        return f"kafka:{cluster.strip()}" if cluster else None
+
     def is_ready(self, ports: dict[str, int]) -> bool:
         log = self.process.log_file
         return (tcp_accepts(ports["broker"]) and log.exists()

@@ -51,5 +51,12 @@ class TansuServer(Server):
             cwd=self.directory,
         )
 
+    def log_identity(self) -> str | None:
+        """``tansu:<pid> <start time>``: memory storage, so every start is a new, empty log."""
+        try:
+            return f"tansu:{self.process.pid_file.read_text().strip()}" if self.running() else None
+        except OSError:
+            return None
+
     def is_ready(self, ports: dict[str, int]) -> bool:
         return tcp_accepts(ports["broker"])

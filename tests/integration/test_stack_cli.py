@@ -61,16 +61,19 @@ def test_up_twice_status_then_down_leaves_nothing(state_dir: Path) -> None:
     assert {name: _pid(state_dir, name) for name in pids} == pids  # idempotent: same processes
 
     status = _run(state_dir, "stack", "status")
-    rows = {line.split()[0]: line.split()[1] for line in status.stdout.splitlines()[1:]}
+    table, broker = status.stdout.splitlines()[1:-1], status.stdout.splitlines()[-1]
+    rows = {line.split()[0]: line.split()[1] for line in table}
     assert rows == {"kafka": "stopped", "tansu": "ready", "postgres": "ready",
                     "neo4j": "stopped", "prometheus": "stopped"}
+    assert broker.startswith("broker for run/backfill: embedded ")  # and what it keeps
+    assert "keeps its log" in broker
     assert status.returncode == 3  # not everything is ready
 
     down = _run(state_dir, "stack", "down")
     assert down.returncode == 0, down.stderr
     assert not any(_running(pid) for pid in pids.values())
     after = _run(state_dir, "stack", "status")
-    assert all(line.split()[1] == "stopped" for line in after.stdout.splitlines()[1:])
+    assert all(line.split()[1] == "stopped" for line in after.stdout.splitlines()[1:-1])
 
 
 def test_a_taken_configured_port_names_the_variable(state_dir: Path) -> None:
