@@ -8,6 +8,7 @@ counts only once its ``.complete`` marker exists.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -40,8 +41,12 @@ def resource_path(name: str) -> Path:
 
 
 @cache
+@functools.cache
 def check_java(java: str, who: str) -> str:
-    """Return the java executable, or raise naming ``who`` needs Java 17+ and what was found."""
+    """Return the java executable, or raise naming ``who`` needs Java 17+ and what was found.
+
+    Cached per process: the broker choice and the server start both ask, and each asking
+    spawns ``java -version`` (a failure is not cached, so installing Java is seen at once)."""
     exe = shutil.which(java)
     if exe is None:
         raise StackError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -28,3 +29,16 @@ def start_cli(env: dict[str, str], *args: str, log: Path) -> subprocess.Popen[by
     """Start ``sessionstream ARGS`` in the background, output to ``log``."""
     with log.open("ab") as handle:  # the child keeps its own copy of the descriptor
         return subprocess.Popen([*CLI, *args], env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def stop_cli(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM,
+             timeout: float = 60) -> int | None:
+    """Stop a CLI started by :func:`start_cli` with ``sig`` (Ctrl-C is SIGINT); kill it if it
+    has not exited within ``timeout`` s. Its exit code, or None when it had to be killed."""
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None

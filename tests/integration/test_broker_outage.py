@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import subprocess
 import time
 import uuid
@@ -21,7 +20,7 @@ import pytest
 
 from streams.settings import Settings
 from streams.stack import Stack
-from tests.integration.pipeline_helpers import cli_env, start_cli
+from tests.integration.pipeline_helpers import cli_env, start_cli, stop_cli
 
 pytestmark = pytest.mark.integration
 
@@ -99,15 +98,6 @@ def _lines_since(log: Path, offset: int) -> list[str]:
                 if line.strip()]
 
 
-def _stop(worker: subprocess.Popen[bytes]) -> None:
-    worker.send_signal(signal.SIGTERM)
-    try:
-        worker.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        worker.kill()
-        worker.wait()
-
-
 async def test_an_outage_logs_a_few_lines_and_loses_nothing(
         own_kafka: Stack, pg_dsn: str, tmp_path: Path) -> None:
     broker = own_kafka.endpoint("kafka")
@@ -136,7 +126,7 @@ async def test_an_outage_logs_a_few_lines_and_loses_nothing(
         await asyncio.to_thread(own_kafka.up, ["kafka"])
         rows, distinct = await _wait_prompts(pg_dsn, transcript, worker, log)
     finally:
-        _stop(worker)
+        stop_cli(worker)
     after = _lines_since(log, before)
 
     assert len(during) < MAX_LINES, "\n".join(during[:50])

@@ -35,7 +35,7 @@ from streams.lag import end_offsets
 from streams.settings import bootstrap_of
 from streams.stack.process import free_port
 from streams.tail import tail
-from tests.integration.pipeline_helpers import CLI, cli_env, start_cli
+from tests.integration.pipeline_helpers import CLI, cli_env, start_cli, stop_cli
 
 pytestmark = pytest.mark.integration
 
@@ -80,12 +80,9 @@ async def _prompts(dsn: str) -> dict[str, str]:
 
 
 def _stop(proc: subprocess.Popen[bytes], log: Path) -> None:
-    proc.send_signal(signal.SIGINT)
-    try:
-        assert proc.wait(30) == 0, log.read_text(errors="replace")[-3000:]
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    """Ctrl-C, which must end ``run`` cleanly within 30 s."""
+    code = stop_cli(proc, signal.SIGINT, timeout=30)
+    assert code == 0, f"exit {code}\n" + log.read_text(errors="replace")[-3000:]
 
 
 async def test_the_default_broker_keeps_its_log_across_restarts(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import socket
 import subprocess
 import time
@@ -27,7 +26,7 @@ import pytest
 from streams.producers.publishing import MAX_EVENTS
 from streams.settings import bootstrap_of
 from streams.tail import tail
-from tests.integration.pipeline_helpers import CLI, cli_env, start_cli
+from tests.integration.pipeline_helpers import CLI, cli_env, start_cli, stop_cli
 
 pytestmark = pytest.mark.integration
 
@@ -193,9 +192,4 @@ async def test_http_endpoint_rejects_bad_input_and_publishes_a_batch_once(
         assert row["prompts"] >= 1
     finally:
         print(log.read_text()[-5000:])  # shown when the test fails
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            worker.wait()
+        stop_cli(worker)
