@@ -53,7 +53,7 @@ FILE_ACCESS: dict[str, Literal["read", "write"]] = {
     "Read": "read", "Edit": "write", "Write": "write", "MultiEdit": "write",
     "NotebookEdit": "write",
 }
-CONTEXT_FIELDS = ("cwd", "gitBranch", "slug", "version")
+CONTEXT_FIELDS = ("cwd", "gitBranch", "slug", "version", "sessionKind")
 TITLES: dict[str, tuple[str, Literal["summary", "ai", "custom"]]] = {
     "summary": ("summary", "summary"), "ai-title": ("aiTitle", "ai"),
     "custom-title": ("customTitle", "custom"),
@@ -110,7 +110,8 @@ def _context(line: Line, event: FileChanged, common: Common) -> list[EventPayloa
     return [SessionContext(
         cwd=as_str(line.get("cwd")), git_branch=as_str(line.get("gitBranch")),
         slug=as_str(line.get("slug")), version=as_str(line.get("version")),
-        project=_project(event.payload.path), **common,
+        session_kind=as_str(line.get("sessionKind")), project=_project(event.payload.path),
+        **common,
     )]
 
 

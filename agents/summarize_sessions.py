@@ -115,10 +115,10 @@ class SessionState:
                 pass
 
     def _prompt(self, p: UserPrompted, event: SessionEvent) -> None:
+        if p.agent_id is not None:  # a sub-agent's task prompt: no person typed it
+            return
         key = f"user:{p.line_uuid or event.event_id}"
         self.prompts.add(key)
-        if p.agent_id is not None:
-            return
         at = p.timestamp or event.occurred_at
         if self.first_prompt is None or (at, key) < self.first_prompt[:2]:
             text = p.text

@@ -45,6 +45,10 @@ class SessionContext(_Payload):
     project: str | None = Field(default=None, description="Claude's project folder name.")
     model: str | None = Field(default=None, description="The model the session uses from now "
                                                         "on (billing of usage without a model).")
+    session_kind: str | None = Field(default=None, description="Claude's ``sessionKind`` (``bg`` "
+                                     "on a background hand-off, whose file copies its origin).")
+    forked_from: str | None = Field(default=None, description="The session this one was forked "
+                                    "from, when the file declares it (Codex ``forked_from_id``).")
 
 
 class UserPrompted(_Payload):

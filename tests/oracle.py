@@ -46,12 +46,14 @@ def claude_session_totals(paths: list[Path], by_path: bool = False) -> dict[str,
     tool_calls: dict[str, set] = defaultdict(set)
     files: dict[str, set] = defaultdict(set)
     for path in paths:
+        # a sub-agent file's prompt is the task its parent gave it: no person typed it
+        sub_agent = "subagents" in path.parts or path.name.startswith("agent-")
         for line in _objects(path):
             session = session_of_path(path, line) if by_path else line.get("sessionId")
             message = line.get("message")
             if not session or not isinstance(message, dict):
                 continue
-            if line.get("type") == "user" and _is_prompt(line, message):
+            if line.get("type") == "user" and _is_prompt(line, message) and not sub_agent:
                 prompts[session].add(line.get("uuid"))
             if line.get("type") != "assistant":
                 continue

@@ -3,7 +3,8 @@
 Nothing here increments a counter as events pass. Every monotonic total (sessions started and
 closed, tool calls, tokens, cost, events processed) is re-read by :meth:`SessionMetrics.refresh`
 from the tables the projections keep exactly-once (``sessions``, ``tool_calls``,
-``usage_facts``, ``projection_offsets``): a handful of ``GROUP BY`` queries in one read-only
+``usage_facts`` without the prefixes sessions copied from their origin, see
+:mod:`projections.lineage`; ``projection_offsets``): a handful of ``GROUP BY`` queries in one read-only
 snapshot. The observable instruments report the last snapshot. A worker restarted after a crash
 (``SIGKILL`` mid-ingest included) therefore exports the same totals as one that never stopped:
 what is exported is a function of committed state, not of how often an event was seen. Until the
@@ -43,6 +44,7 @@ from aiokafka.errors import KafkaError
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from projections.base import Position
+from projections.postgres.session_tables import owned
 from streams.errors import ProjectionError
 
 __all__ = [
@@ -78,12 +80,14 @@ TOOL_CALLS_SQL = """
 SELECT name, CASE WHEN is_error IS NULL THEN 'pending' WHEN is_error THEN 'error' ELSE 'ok' END
        AS outcome, count(*) AS n
 FROM tool_calls WHERE name IS NOT NULL GROUP BY 1, 2"""
-USAGE_SQL = """
+USAGE_SQL = f"""
 SELECT coalesce(s.source, '') AS source, f.model, sum(f.input_tokens) AS input,
        sum(f.output_tokens) AS output, sum(f.cache_read_tokens) AS cache_read,
        sum(f.cache_creation_5m_tokens + f.cache_creation_1h_tokens) AS cache_creation,
        sum(f.cost_usd) AS cost
-FROM usage_facts f LEFT JOIN sessions s ON s.id = f.session_id GROUP BY 1, 2"""
+FROM usage_facts f LEFT JOIN sessions s ON s.id = f.session_id
+WHERE {owned("f")}
+GROUP BY 1, 2"""
 OFFSETS_SQL = """
 SELECT projection, topic, sum(next_offset) AS n FROM projection_offsets GROUP BY 1, 2"""
 

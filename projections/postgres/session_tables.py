@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 import asyncpg
 
 from projections.base import Record
+from projections.lineage import SessionFacts, lineages
 from projections.postgres.base import PostgresProjection
 from projections.pricing import PricingTable
 from projections.session_models import SessionModels
@@ -56,6 +57,14 @@ from schemas.events import (
 from streams.topics import SESSION_EVENTS
 
 __all__ = ["SessionTables"]
+
+def owned(row: str, session: str = "s") -> str:
+    """SQL: the row (alias ``row``, with ``agent_id`` and ``at``) belongs to its session (alias
+    ``session``): it is not in the prefix the session copied from its origin (sub-agent files
+    are never copied)."""
+    return (f"({row}.agent_id IS NOT NULL OR {session}.copied_until IS NULL"
+            f" OR {row}.at > {session}.copied_until)")
+
 
 DDL = [
     """CREATE TABLE IF NOT EXISTS sessions (
@@ -129,35 +138,54 @@ DDL = [
         truncated boolean NOT NULL DEFAULT false,
         PRIMARY KEY (session_id, path, content_sha256)
     )""",
-    """CREATE OR REPLACE VIEW usage AS
-        SELECT session_id, model, (at AT TIME ZONE 'UTC')::date AS day,
-               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-               sum(cache_creation_5m_tokens + cache_creation_1h_tokens) AS cache_creation_tokens,
-               sum(cache_read_tokens) AS cache_read_tokens, sum(total_tokens) AS total_tokens,
-               sum(cost_usd) AS cost_usd, count(*) AS responses, bool_and(priced) AS priced
-        FROM usage_facts GROUP BY session_id, model, (at AT TIME ZONE 'UTC')::date""",
+    # Cross-file lineage (projections.lineage): the origin a session copied its prefix from.
+    """ALTER TABLE sessions ADD COLUMN IF NOT EXISTS resumed_from text,
+        ADD COLUMN IF NOT EXISTS forked_from text,
+        ADD COLUMN IF NOT EXISTS copied_until timestamptz,
+        ADD COLUMN IF NOT EXISTS session_kind text,
+        ADD COLUMN IF NOT EXISTS subagent_prompts int NOT NULL DEFAULT 0""",
+    "CREATE INDEX IF NOT EXISTS usage_facts_message_key ON usage_facts (message_key)",
+    "CREATE INDEX IF NOT EXISTS sessions_resumed_from ON sessions (resumed_from)",
+    "CREATE INDEX IF NOT EXISTS sessions_forked_from ON sessions (forked_from)",
+    f"""CREATE OR REPLACE VIEW usage AS
+        SELECT f.session_id, f.model, (f.at AT TIME ZONE 'UTC')::date AS day,
+               sum(f.input_tokens) AS input_tokens, sum(f.output_tokens) AS output_tokens,
+               sum(f.cache_creation_5m_tokens + f.cache_creation_1h_tokens)
+                   AS cache_creation_tokens,
+               sum(f.cache_read_tokens) AS cache_read_tokens,
+               sum(f.total_tokens) AS total_tokens, sum(f.cost_usd) AS cost_usd,
+               count(*) AS responses, bool_and(f.priced) AS priced
+        FROM usage_facts f LEFT JOIN sessions s ON s.id = f.session_id
+        WHERE {owned("f")}
+        GROUP BY f.session_id, f.model, (f.at AT TIME ZONE 'UTC')::date""",
 ]
 
 _TITLE_RANK = {"summary": 1, "ai": 2, "custom": 3}
 STATE_FIELDS = {"slug", "title", "status", "session_type", "project", "working_dir",
                 "session_dir", "current_task", "checkpoint", "progress_done", "progress_total"}
 
-RECOMPUTE = """
+_MINE = owned("m")
+RECOMPUTE = f"""
 UPDATE sessions s SET
     prompts = (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.role = 'user'
-               AND NOT m.is_meta),
+               AND NOT m.is_meta AND m.agent_id IS NULL AND {_MINE}),
+    subagent_prompts = (SELECT count(*) FROM messages m WHERE m.session_id = s.id
+                        AND m.role = 'user' AND NOT m.is_meta AND m.agent_id IS NOT NULL),
     assistant_messages = (SELECT count(*) FROM messages m
-                          WHERE m.session_id = s.id AND m.role = 'assistant'),
+                          WHERE m.session_id = s.id AND m.role = 'assistant' AND {_MINE}),
     first_prompt = (SELECT m.content->>'text' FROM messages m WHERE m.session_id = s.id
-                    AND m.role = 'user' AND NOT m.is_meta AND m.agent_id IS NULL
+                    AND m.role = 'user' AND NOT m.is_meta AND m.agent_id IS NULL AND {_MINE}
                     ORDER BY m.at NULLS LAST, m.message_key LIMIT 1),
     tool_calls = (SELECT count(*) FROM tool_calls t WHERE t.session_id = s.id
-                  AND t.name IS NOT NULL),
-    tool_errors = (SELECT count(*) FROM tool_calls t WHERE t.session_id = s.id AND t.is_error),
+                  AND t.name IS NOT NULL AND {owned("t").replace("t.at", "t.called_at")}),
+    tool_errors = (SELECT count(*) FROM tool_calls t WHERE t.session_id = s.id AND t.is_error
+                   AND {owned("t").replace("t.at", "t.called_at")}),
     files_touched = (SELECT count(DISTINCT f.path) FROM files_touched f
-                     WHERE f.session_id = s.id),
+                     WHERE f.session_id = s.id
+                     AND (s.copied_until IS NULL OR f.at > s.copied_until)),
     subagents = (SELECT count(*) FROM subagents a WHERE a.session_id = s.id),
-    compactions = (SELECT count(*) FROM compactions c WHERE c.session_id = s.id),
+    compactions = (SELECT count(*) FROM compactions c WHERE c.session_id = s.id
+                   AND (s.copied_until IS NULL OR c.at > s.copied_until)),
     artifacts = (SELECT count(*) FROM artifacts a WHERE a.session_id = s.id),
     state = u.state,
     slug = coalesce(u.state->>'slug', s.slug),
@@ -180,13 +208,14 @@ FROM (
            coalesce(sum(f.cache_creation_5m_tokens + f.cache_creation_1h_tokens), 0) AS cc,
            coalesce(sum(f.cache_read_tokens), 0) AS cr, coalesce(sum(f.total_tokens), 0) AS total,
            coalesce(sum(f.cost_usd), 0) AS cost,
-           coalesce(array_agg(DISTINCT f.model) FILTER (WHERE NOT f.priced), '{}') AS unpriced,
+           coalesce(array_agg(DISTINCT f.model) FILTER (WHERE NOT f.priced), '{{}}') AS unpriced,
            coalesce((SELECT jsonb_object_agg(z.key, z.value) FROM (
                SELECT DISTINCT ON (e.key) e.key, e.value
                FROM session_state x, jsonb_each(x.fields) e
                WHERE x.session_id = ids.id AND e.value <> 'null'::jsonb
-               ORDER BY e.key, x.updated_at DESC, x.facet) z), '{}') AS state
-    FROM unnest($1::text[]) AS ids(id) LEFT JOIN usage_facts f ON f.session_id = ids.id
+               ORDER BY e.key, x.updated_at DESC, x.facet) z), '{{}}') AS state
+    FROM unnest($1::text[]) AS ids(id) JOIN sessions c ON c.id = ids.id
+    LEFT JOIN usage_facts f ON f.session_id = ids.id AND {owned("f", "c")}
     GROUP BY ids.id
 ) u WHERE s.id = u.id
 """
@@ -206,24 +235,66 @@ class SessionTables(PostgresProjection):
         super().__init__(dsn)
         self.pricing = pricing or PricingTable.load()
         self._models = SessionModels()
+        # per batch: Claude context hints (sessionKind, forked_from), keys, sub-agent files
+        self._lineage_hints: dict[str, tuple[str | None, str | None]] = {}
+        self._shared_keys: set[str] = set()
+        self._subagents: set[tuple[str, str]] = set()
 
     async def apply(self, conn: asyncpg.Connection, records: list[Record]) -> None:
         rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         sessions: dict[str, list[Any]] = {}
         ids = sorted({record.value.session_id for record in records})
         self._models = SessionModels(tuple(r) for r in await conn.fetch(LOAD_MODELS, ids))
+        self._lineage_hints, self._shared_keys, self._subagents = {}, set(), set()
         for record in records:
             envelope = record.value
             self._models.observe(envelope)
             self._touch_session(sessions, envelope)
+            if envelope.payload.agent_id is not None:  # a sub-agent file: linked by where it is
+                self._subagents.add((envelope.session_id, envelope.payload.agent_id))
             handler = self._HANDLERS.get(type(envelope.payload))
             if handler is not None:
                 handler(self, rows, sessions, envelope)
             if REWIND in rows:  # a rewind applies to what came before it, not after
                 await self._write(conn, sessions, rows)
         await self._write(conn, sessions, rows)
+        await conn.executemany(UPSERT_SUBAGENT, [(s, a, None) for s, a in sorted(self._subagents)])
         await conn.executemany(UPSERT_MODEL, self._models.changed())
-        await conn.execute(RECOMPUTE, list(sessions))
+        await conn.executemany(UPDATE_HINTS, [(s, kind, parent) for s, (kind, parent)
+                                              in sorted(self._lineage_hints.items())])
+        changed = await self._relink(conn, sorted(sessions))
+        await conn.execute(RECOMPUTE, sorted(set(sessions) | changed))
+
+    async def _relink(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
+        """Re-decide the lineage of every session related to the batch's sessions (sharing a
+        usage key, or a declared or decided origin), store what changed, and return those ids.
+
+        Only sessions with something shared are looked at, so a batch of ordinary sessions
+        costs one indexed lookup of its usage keys."""
+        family = {r[0] for r in await conn.fetch(FAMILY_SEEDS, sorted(self._shared_keys), ids)}
+        if not family:
+            return set()
+        for _ in range(MAX_FAMILY_ROUNDS):  # close over everything sharing facts with it
+            grown = family | {r[0] for r in await conn.fetch(FAMILY_EXPAND, sorted(family))}
+            if grown == family or len(grown) > MAX_FAMILY:
+                break
+            family = grown
+        facts: dict[str, dict[str, datetime]] = defaultdict(dict)
+        for session_id, key, at in await conn.fetch(FAMILY_FACTS, sorted(family)):
+            facts[session_id][key] = at
+        known = {r["id"]: r for r in await conn.fetch(FAMILY_SESSIONS, sorted(family))}
+        decided = lineages({sid: SessionFacts(
+            session_id=sid, source=r["source"], facts=facts.get(sid, {}),
+            background=r["session_kind"] == "bg", forked_from=r["forked_from"],
+        ) for sid, r in known.items()})
+        updates = []
+        for sid, lineage in decided.items():
+            r = known[sid]
+            resumed = lineage.origin if lineage.origin != r["forked_from"] else None
+            if (resumed, lineage.copied_until) != (r["resumed_from"], r["copied_until"]):
+                updates.append((sid, resumed, lineage.copied_until))
+        await conn.executemany(UPDATE_LINEAGE, updates)
+        return {sid for sid, _, _ in updates}
 
     @staticmethod
     async def _write(conn: asyncpg.Connection, sessions: dict[str, list[Any]],
@@ -250,6 +321,10 @@ class SessionTables(PostgresProjection):
         p: SessionContext = env.payload
         if p.agent_id is not None:
             return
+        if p.session_kind or p.forked_from:
+            kind, parent = self._lineage_hints.get(env.session_id, (None, None))
+            self._lineage_hints[env.session_id] = (kind or p.session_kind,
+                                                   parent or p.forked_from)
         row = sessions[env.session_id]
         row[3] = row[3] or p.slug
         row[4] = row[4] or p.project
@@ -303,6 +378,8 @@ class SessionTables(PostgresProjection):
         cost = self.pricing.cost_of(model, p.input_tokens, p.output_tokens,
                                     p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
                                     p.cache_read_tokens, speed=p.speed)
+        if p.agent_id is None and not p.message_key.startswith(CODEX_KEY_PREFIX):
+            self._shared_keys.add(p.message_key)
         rows[UPSERT_USAGE].append((env.session_id, p.message_key, model, p.agent_id,
                                    _ts(p.timestamp, env), p.input_tokens, p.output_tokens,
                                    p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
@@ -429,6 +506,45 @@ SET tool_use_id = coalesce(subagents.tool_use_id, EXCLUDED.tool_use_id)
 UPSERT_COMPACTION = """
 INSERT INTO compactions (session_id, line_uuid, at, trig, pre_tokens) VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT DO NOTHING
+"""
+# Codex usage keys are cumulative counters: equal across threads only within a declared fork.
+CODEX_KEY_PREFIX = "codex:"
+MAX_FAMILY_ROUNDS = 8
+MAX_FAMILY = 500
+UPDATE_HINTS = """
+UPDATE sessions SET session_kind = coalesce(session_kind, $2),
+                    forked_from = coalesce(forked_from, $3)
+WHERE id = $1
+"""
+UPDATE_LINEAGE = "UPDATE sessions SET resumed_from = $2, copied_until = $3 WHERE id = $1"
+# Sessions to re-decide: those holding a key of the batch that another session holds too,
+# the batch's sessions already in a lineage, and the sessions naming them as origin or parent.
+FAMILY_SEEDS = """
+SELECT session_id FROM usage_facts WHERE agent_id IS NULL AND message_key IN (
+    SELECT message_key FROM usage_facts WHERE message_key = ANY($1::text[])
+    AND agent_id IS NULL GROUP BY message_key HAVING count(*) > 1)
+UNION SELECT id FROM sessions WHERE id = ANY($2::text[])
+    AND (resumed_from IS NOT NULL OR forked_from IS NOT NULL OR copied_until IS NOT NULL)
+UNION SELECT id FROM sessions WHERE resumed_from = ANY($2::text[])
+    OR forked_from = ANY($2::text[])
+"""
+FAMILY_EXPAND = f"""
+SELECT DISTINCT o.session_id FROM usage_facts f
+JOIN usage_facts o ON o.message_key = f.message_key AND o.session_id <> f.session_id
+WHERE f.session_id = ANY($1::text[]) AND f.agent_id IS NULL AND o.agent_id IS NULL
+  AND f.message_key NOT LIKE '{CODEX_KEY_PREFIX}%'
+UNION SELECT forked_from FROM sessions WHERE id = ANY($1::text[]) AND forked_from IS NOT NULL
+UNION SELECT id FROM sessions WHERE forked_from = ANY($1::text[])
+UNION SELECT resumed_from FROM sessions WHERE id = ANY($1::text[]) AND resumed_from IS NOT NULL
+UNION SELECT id FROM sessions WHERE resumed_from = ANY($1::text[])
+"""
+FAMILY_FACTS = """
+SELECT session_id, message_key, at FROM usage_facts
+WHERE session_id = ANY($1::text[]) AND agent_id IS NULL AND at IS NOT NULL
+"""
+FAMILY_SESSIONS = """
+SELECT id, source, session_kind, forked_from, resumed_from, copied_until FROM sessions
+WHERE id = ANY($1::text[])
 """
 LOAD_MODELS = """
 SELECT session_id, agent_id, model FROM session_models WHERE session_id = ANY($1::text[])

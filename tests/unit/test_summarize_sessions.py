@@ -84,7 +84,7 @@ EXPECTED = SessionSummary(
     session_id="s1", source="claude-code", status="active", title="AI title",
     first_prompt="Fix the retry helper", project="-home-dev-demo", working_dir="/home/dev/demo",
     started_at=T0, last_activity_at=s(11), ended_at=None, duration_s=11.0,
-    prompts=2, assistant_messages=2, tool_calls=3, tool_errors=1,
+    prompts=1, assistant_messages=2, tool_calls=3, tool_errors=1,  # not the task prompt
     tools={"Edit": 1, "Read": 2}, files=["/a.py", "/b.py"],
     tokens=TokenCounts(input=1010, output=307, cache_creation_5m=4000, cache_creation_1h=2000,
                        cache_read=10000),
