@@ -5,6 +5,7 @@ Run on demand (never from the test suite):
 
     .venv/bin/python scripts/benchmark.py latency --lines 200
     .venv/bin/python scripts/benchmark.py throughput --copies 3
+    .venv/bin/python scripts/benchmark.py throughput --copies 3 --resumed
     .venv/bin/python scripts/benchmark.py restart --copies 10
 
 Both run the real CLI as a user would, in a scratch state dir, on the embedded default (Tansu
@@ -16,6 +17,8 @@ SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
   Postgres's ``messages`` table (polled every 5 ms). Prints p50, p90, p99 and max.
 * ``throughput``: ``sessionstream backfill`` of the Claude Code fixtures (``--copies`` copies,
   each under new session ids), wall time, lines per second, and the worker's peak RSS.
+  ``--resumed`` adds a resume of every session (its chain copied under a new id), so every
+  batch runs the stores' cross-file lineage lookups.
 * ``restart``: backfills the copies, stops everything (``stack down``, as a reboot would), then
   starts ``run`` and reports the seconds until it is watching, how many lines it published
   again, and the CPU it spent in its first seconds.
@@ -142,8 +145,12 @@ async def _latency(args: argparse.Namespace, state: Path) -> None:
         worker.wait(timeout=60)
 
 
-def _corpus(state: Path, copies: int) -> tuple[Path, int]:
-    """``copies`` copies of the Claude Code fixtures under new session ids; (root, lines)."""
+def _corpus(state: Path, copies: int, resumed: bool = False) -> tuple[Path, int]:
+    """``copies`` copies of the Claude Code fixtures under new session ids; (root, lines).
+
+    ``resumed``: beside every main session file, a resume of it (a new session whose file
+    copies the conversation chain, as ``claude --resume`` does), so every response is held by
+    two files and the stores' cross-file lookups run for every session."""
     if not FIXTURES.exists():
         raise SystemExit(f"fixtures not found at {FIXTURES}")
     source = state / "claude"
@@ -163,11 +170,29 @@ def _corpus(state: Path, copies: int) -> tuple[Path, int]:
                 path.stem, f"{path.stem[:-4]}c{copy:03d}") if path.stem in stems else target.name)
             target.write_text(text, encoding="utf-8")
             lines += text.count("\n")
+            if resumed and "subagents" not in rel.parts and not path.name.startswith("agent-"):
+                lines += _write_resume(target)
     return source, lines
 
 
+def _write_resume(origin: Path) -> int:
+    """A resume of ``origin`` beside it: its uuid-bearing lines under a new session id."""
+    session = origin.stem
+    resume = f"{session[:-4]}r{session[-3:]}"
+    copied = []
+    for raw in origin.read_text(encoding="utf-8").splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(line, dict) and line.get("uuid") and line.get("sessionId") == session:
+            copied.append(json.dumps({**line, "sessionId": resume}) + "\n")
+    origin.with_name(f"{resume}.jsonl").write_text("".join(copied), encoding="utf-8")
+    return len(copied)
+
+
 def _throughput(args: argparse.Namespace, state: Path) -> None:
-    source, lines = _corpus(state, args.copies)
+    source, lines = _corpus(state, args.copies, args.resumed)
     env = _env(state)
     started = time.perf_counter()
     worker = subprocess.Popen([*CLI, "backfill", "--source", str(source)], env=env,
@@ -180,8 +205,9 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
     output = worker.stdout.read() if worker.stdout else ""
     if worker.returncode != 0:
         raise SystemExit(output[-3000:])
+    what = " with a resume of every session" if args.resumed else ""
     print(f"backfill of {lines} lines ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of "
-          f"the fixtures): {elapsed:.1f} s wall (including start-up), "
+          f"the fixtures{what}): {elapsed:.1f} s wall (including start-up), "
           f"{lines / elapsed:,.0f} lines/s; worker peak RSS {peak:.0f} MB")
 
 
@@ -263,6 +289,8 @@ def main() -> None:
                      help="seconds between appends after each line landed")
     thr = sub.add_parser("throughput", help="backfill throughput and peak memory")
     thr.add_argument("--copies", type=int, default=1)
+    thr.add_argument("--resumed", action="store_true",
+                     help="add a resume of every session (cross-file lookups on every batch)")
     rst = sub.add_parser("restart", help="after a backfill and a full stop: time to "
                                          "'watching', lines re-read, CPU")
     rst.add_argument("--copies", type=int, default=1)
