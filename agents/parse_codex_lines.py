@@ -16,10 +16,19 @@ Buckets come from ``last`` rather than from differences of totals, so a total th
 context-window overflow, a fork that starts from zero) still adds exactly what was billed; the
 key holds ``last`` as well as the total, so a reset that revisits an earlier total still gets a
 key of its own. A line without ``last_token_usage`` reports its cumulative total under the one
-key ``codex:cumulative`` (the largest, i.e. the final total, wins). A forked thread's rollout
-replays its parent's ``token_count`` lines: a spawned sub-agent is filed under its parent's
-session by the producer, where the replays hit the parent's keys and add nothing; a user fork
-is its own session and counts its replayed prefix again (no single line tells a replay apart).
+key ``codex:cumulative`` (the largest, i.e. the final total, wins).
+
+Forks, sub-agents and resumed threads. A forked thread's rollout replays its parent's history,
+``token_count`` lines included, and a replayed line yields the parent's usage key again (the key
+holds the cumulative total, which the child continues). A spawned sub-agent is filed under its
+parent's (root) session by the producer, where the replays hit the parent's keys and add
+nothing. A user fork is its own session: its own ``session_meta`` declares the parent as
+``SessionContext.forked_from`` (its ``forked_from_id``), and the stores exclude the replayed
+prefix, identified by the usage keys it shares with the parent (everything in the fork up to
+the newest shared row). No single line tells a replay apart, so this parser emits the replayed
+lines like any other; the parent's replayed ``session_meta`` (an ``id`` other than the file's
+own thread) is skipped. The segments of a resumed thread are one session, so a first row that
+repeats the previous segment's last lands on the same key.
 
 Model: ``token_count`` lines carry no model (their ``rate_limits`` only name the ``codex``
 limit); the ``turn_context`` before them does, and becomes ``SessionContext.model``. A ``model``
@@ -144,14 +153,19 @@ def _silent(payload: Obj, event: FileChanged, common: Common) -> list[EventPaylo
 
 
 def _session_meta(payload: Obj, event: FileChanged, common: Common) -> list[EventPayload]:
-    """Context of this thread; a parent's ``session_meta`` replayed into a fork is skipped."""
+    """Context of this file's own thread (a sub-agent's, in a ``subagent`` file); a parent's
+    ``session_meta`` replayed into a fork or sub-agent is skipped. A main thread's
+    ``forked_from_id`` becomes ``forked_from``; a sub-agent's names its parent thread, not a
+    session to exclude from, so there its lineage is the ``SubagentLinked`` alone."""
     thread, agent_id = as_str(payload.get("id")), event.payload.agent_id
-    if thread is not None and thread not in (event.session_id, agent_id):
+    if thread is not None and thread != (agent_id or event.session_id):
         return []
+    forked = as_str(payload.get("forked_from_id")) if agent_id is None else None
     git = as_obj(payload.get("git"))
     events: list[EventPayload] = [SessionContext(
         cwd=as_str(payload.get("cwd")), git_branch=as_str(git.get("branch")),
-        version=as_str(payload.get("cli_version")), **common,
+        version=as_str(payload.get("cli_version")),
+        forked_from=forked if forked != event.session_id else None, **common,
     )]
     if agent_id is not None and thread == agent_id:
         events.append(SubagentLinked(child_agent_id=agent_id, **common))

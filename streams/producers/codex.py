@@ -4,13 +4,27 @@
 A thread is one ``rollout-<YYYY-MM-DDTHH-MM-SS>-<thread-uuid>.jsonl``, in the dated tree
 ``sessions/YYYY/MM/DD/`` or flat in ``archived_sessions/`` (session-formats.md section 3.1); its
 session is the thread uuid of the file name, which equals the ``session_meta.payload.id`` of its
-first line. One exception, mirroring Claude's sub-agent files: a thread spawned by another
-(first line ``session_meta`` with ``source.subagent.thread_spawn.parent_thread_id``) is published
-under the parent's session as a ``subagent`` file whose ``agent_id`` is its own thread uuid. A
-forked sub-agent's rollout replays the parent's history, and only inside the parent's session do
-the replayed usage reports and tool calls land on the keys the parent already wrote, so the
-projections count them once. Legacy single-JSON ``rollout-*.json`` files are not appendable and
-are not tailed.
+first line. How each kind of thread is filed (``describe``):
+
+- A resumed thread (0.153+) continues in segment files
+  ``rollout-<YYYY-MM-DDTHH-MM-SS>-<thread-uuid>_<segment-uuid>.jsonl``: the thread is the first
+  uuid, so every segment is a ``main`` file of the one session ``<thread-uuid>``. (Their
+  ``session_meta.payload.id`` is the original thread id and ``history_base.thread_id`` names the
+  previous segment.)
+- A sub-agent thread, recognised on its first line ``session_meta`` by
+  ``source.subagent.thread_spawn.parent_thread_id`` (both spellings ``subagent``/``sub_agent``)
+  or, from 0.144, by ``thread_source == "subagent"`` with a top-level ``parent_thread_id``, is a
+  ``subagent`` file whose ``agent_id`` is its own thread uuid, mirroring Claude's sub-agent
+  files. It is filed under the meta's top-level ``session_id`` when that names another thread
+  (the root session, so nested sub-agents stay under the root), otherwise under
+  ``parent_thread_id``. The parent history such a thread replays then lands on the keys the
+  parent already wrote (same usage keys, same tool call ids), so the projections count it once.
+- A user fork (``forked_from_id`` set, not a sub-agent) stays its own session (``main``). Its
+  replay of the parent's history is not removed here: the parser reports the declared parent
+  (``SessionContext.forked_from``) and the stores exclude the replayed prefix, identified by the
+  usage keys it shares with the parent.
+
+Legacy single-JSON ``rollout-*.json`` files are not appendable and are not tailed.
 """
 
 from __future__ import annotations
@@ -29,10 +43,11 @@ __all__ = ["CodexProducer"]
 
 logger = logging.getLogger(__name__)
 
+UUID = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+# The thread uuid, then, on a resumed thread's later segment, ``_<segment uuid>``.
 ROLLOUT_NAME = re.compile(
     r"^rollout-\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}-"
-    r"(?P<thread>[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})"
-    r"\.jsonl$"
+    rf"(?P<thread>{UUID})(?:_(?P<segment>{UUID}))?\.jsonl$"
 )
 SUBAGENT_KEYS = ("subagent", "sub_agent")  # both spellings of SessionSource::SubAgent seen
 
@@ -63,18 +78,21 @@ class CodexProducer(FileProducer):
         return path.name.startswith("rollout-") and path.suffix == ".jsonl"
 
     def describe(self, path: Path, first_line: str | None) -> tuple[str, FileKind, str | None]:
-        """The thread uuid of the file name as ``(session, "main", None)``, or for a spawned
-        sub-agent thread ``(parent thread, "subagent", own thread)``.
+        """``(thread, "main", None)`` for a thread, any segment of a resumed thread and a user
+        fork; ``(root or parent thread, "subagent", own thread)`` for a sub-agent thread (see
+        the module docstring).
 
-        A name without a uuid falls back to the first line's ``session_meta.payload.id``, then
-        to the file stem, so its lines are still published and traceable.
+        The thread is the first uuid of the file name; a name without one falls back to the
+        first line's ``session_meta.payload.id``, then to the file stem, so its lines are still
+        published and traceable.
         """
         meta = _session_meta(first_line)
         named = ROLLOUT_NAME.match(path.name)
         thread = named["thread"] if named else _str(meta.get("id")) or path.stem
-        parent = _spawn_parent(meta) if meta.get("id") in (None, thread) else None
-        if parent and parent != thread:
-            return parent, "subagent", thread
+        if meta.get("id") in (None, thread):  # the file's own meta, not a replayed one
+            home = _subagent_home(meta, thread)
+            if home is not None:
+                return home, "subagent", thread
         return thread, "main", None
 
 
@@ -93,8 +111,27 @@ def _session_meta(first_line: str | None) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
+def _subagent_home(meta: dict[str, Any], thread: str) -> str | None:
+    """The session a sub-agent thread is filed under: the meta's top-level ``session_id``
+    (the root) when it names another thread, else its parent thread; ``None`` when the meta
+    is not a sub-agent's (or names no other thread). A ``thread_source: "subagent"`` meta
+    without ``parent_thread_id`` is filed under its ``session_id`` alone."""
+    parent = _spawn_parent(meta)
+    if parent is None and meta.get("thread_source") != "subagent":
+        return None
+    for home in (_str(meta.get("session_id")), parent):
+        if home is not None and home != thread:
+            return home
+    return None
+
+
 def _spawn_parent(meta: dict[str, Any]) -> str | None:
-    """``source.subagent.thread_spawn.parent_thread_id`` when present."""
+    """The parent thread of a sub-agent: top-level ``parent_thread_id`` with ``thread_source``
+    ``"subagent"`` (0.144+), else ``source.subagent.thread_spawn.parent_thread_id``."""
+    if meta.get("thread_source") == "subagent":
+        parent = _str(meta.get("parent_thread_id"))
+        if parent is not None:
+            return parent
     source = meta.get("source")
     if not isinstance(source, dict):
         return None

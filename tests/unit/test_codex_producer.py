@@ -2,7 +2,9 @@
 
 Publishing goes to an in-memory collector; offsets and line numbers are recomputed
 independently from the bytes written. The tailing machinery itself is covered by
-test_file_producer.py; this checks what the Codex source adds: roots, names and sessions.
+test_file_producer.py; this checks what the Codex source adds: roots, names and sessions,
+including resumed-thread segments, both sub-agent shapes and user forks
+(tests/samples/codex_cross).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import pytest
 
 from schemas.file_changes import FileChanged
 from streams.producers.codex import CodexProducer
+from tests.codex_cross_expected import FILES
 from tests.fixtures_path import shared_dir
 
 pytestmark = pytest.mark.unit
@@ -162,3 +165,78 @@ async def test_real_rollouts_publish_every_line_under_the_thread_of_their_name(
     for f in files:
         thread = json.loads(f.read_text().split("\n", 1)[0])["payload"]["id"]
         assert sessions[str(f)] == thread and f.stem.endswith(thread)
+
+
+# --- forks, sub-agents and resumed threads (session-formats.md 3.1) --------------------------
+
+ROOT = "019ce146-3280-7a3c-9d51-6b2f0e4c8a01"
+SUB = "019ce146-55b2-7c14-8e7a-3f90d2b6c512"
+NESTED = "019ce146-80a0-7e11-9a22-0000000000d4"
+SEGMENT = "019ceb77-7341-7e90-8a4b-d3f6c1e2a956"
+CROSS = Path(__file__).resolve().parents[1] / "samples" / "codex_cross"
+
+
+def named(thread: str, segment: str | None = None) -> Path:
+    tail = f"{thread}_{segment}" if segment else thread
+    return Path(f"/codex/sessions/2026/03/12/rollout-2026-03-12T09-00-00-{tail}.jsonl")
+
+
+def meta_line(thread: str, **fields: object) -> str:
+    return json.dumps({"timestamp": "2026-03-12T09:00:00.100Z", "type": "session_meta",
+                       "payload": {"id": thread, "cwd": "/home/dev/demo", **fields}})
+
+
+def test_a_resumed_thread_segment_is_a_main_file_of_the_thread(producer):
+    first = meta_line(LIVE, forked_from_id=None, history_base={"thread_id": LIVE})
+    assert producer.describe(named(LIVE, SEGMENT), first) == (LIVE, "main", None)
+    assert producer.describe(named(LIVE, SEGMENT), None) == (LIVE, "main", None)
+    assert producer.matches(named(LIVE, SEGMENT))
+
+
+def test_a_0_144_subagent_is_filed_under_its_session_id_or_parent(producer):
+    new_shape = meta_line(SUB, session_id=ROOT, parent_thread_id=ROOT, thread_source="subagent",
+                          agent_nickname="Mochi", source={"subagent": {"other": "reviewer"}})
+    assert producer.describe(named(SUB), new_shape) == (ROOT, "subagent", SUB)
+    no_session = meta_line(SUB, parent_thread_id=ROOT, thread_source="subagent")
+    assert producer.describe(named(SUB), no_session) == (ROOT, "subagent", SUB)
+    only_session = meta_line(SUB, session_id=ROOT, thread_source="subagent")
+    assert producer.describe(named(SUB), only_session) == (ROOT, "subagent", SUB)
+    # A session_id naming the thread itself is no root: the parent is used.
+    own = meta_line(SUB, session_id=SUB, parent_thread_id=ROOT, thread_source="subagent")
+    assert producer.describe(named(SUB), own) == (ROOT, "subagent", SUB)
+    # Both spellings of the old shape, and a top-level parent without thread_source ignored.
+    for key in ("subagent", "sub_agent"):
+        old = meta_line(SUB, source={key: {"thread_spawn": {"parent_thread_id": ROOT}}})
+        assert producer.describe(named(SUB), old) == (ROOT, "subagent", SUB)
+    user = meta_line(SUB, parent_thread_id=ROOT, thread_source="user")
+    assert producer.describe(named(SUB), user) == (SUB, "main", None)
+
+
+def test_a_nested_subagent_stays_under_the_root_session(producer):
+    new_shape = meta_line(NESTED, session_id=ROOT, parent_thread_id=SUB,
+                          thread_source="subagent", forked_from_id=SUB)
+    assert producer.describe(named(NESTED), new_shape) == (ROOT, "subagent", NESTED)
+    both = meta_line(NESTED, session_id=ROOT, thread_source="subagent", source={
+        "subagent": {"thread_spawn": {"parent_thread_id": SUB, "depth": 2}}})
+    assert producer.describe(named(NESTED), both) == (ROOT, "subagent", NESTED)
+    # Without a root named on the line, the parent is all there is.
+    old = meta_line(NESTED, source={"subagent": {"thread_spawn": {"parent_thread_id": SUB,
+                                                                  "depth": 2}}})
+    assert producer.describe(named(NESTED), old) == (SUB, "subagent", NESTED)
+
+
+def test_a_user_fork_stays_its_own_session(producer):
+    fork = meta_line(CHILD, forked_from_id=LIVE, source="cli")
+    assert producer.describe(named(CHILD), fork) == (CHILD, "main", None)
+    # A replayed parent meta is not the file's own: a spawn on it does not move the file.
+    spawned = meta_line(LIVE, source={"subagent": {"thread_spawn": {"parent_thread_id": ROOT}}})
+    assert producer.describe(named(CHILD), spawned) == (CHILD, "main", None)
+
+
+async def test_cross_samples_are_filed_as_expected(collector, tmp_path):
+    producer = CodexProducer([CROSS], tmp_path / "cp.json", collector)
+    assert await producer.scan_once() == sum(
+        len(expected_lines(f)) for f in CROSS.rglob("rollout-*.jsonl"))
+    filed = {(Path(e.payload.path).relative_to(CROSS).as_posix(), e.session_id,
+              e.payload.file_kind, e.payload.agent_id) for e in collector.events}
+    assert filed == {(path, *where) for path, where in FILES.items()}

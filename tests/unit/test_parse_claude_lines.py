@@ -40,6 +40,8 @@ def line_events(path: Path, agent_id: str | None = None) -> list[FileChanged]:
     data = path.read_bytes()
     session = _first_session(data) or path.stem
     kind = "subagent" if path.name.startswith("agent-") else "main"
+    if kind == "subagent" and agent_id is None:  # the producer names it after the file
+        agent_id = path.stem.removeprefix("agent-")
     events, offset = [], 0
     for line_no, raw in enumerate(data.split(b"\n"), start=1):
         if raw.strip():
@@ -84,7 +86,8 @@ def deduped_totals(events: list[SessionEvent]) -> dict[str, dict]:
         if p.kind == "usage.reported":
             if p.message_key not in best[session] or p.total > best[session][p.message_key].total:
                 best[session][p.message_key] = p
-        elif p.kind == "user.prompted" and not (p.is_meta or p.is_compact_summary):
+        elif (p.kind == "user.prompted" and not (p.is_meta or p.is_compact_summary)
+              and p.agent_id is None):  # a sub-agent's task prompt is no person's prompt
             seen[session]["prompts"].add(p.line_uuid)
         elif p.kind == "tool.called":
             seen[session]["tool_calls"].add(p.tool_use_id)
@@ -243,7 +246,8 @@ def test_subagent_files_and_the_task_link() -> None:
         "from-producer"}
     assert deduped_totals(parent + child)["7c3d1e90-4a2b-4f6e-8d55-2e9b0c1a7f02"] == {
         "input": 8, "output": 290, "cache_creation": 4600, "cache_read": 22300,
-        "prompts": 2, "tool_calls": 2, "files": 1,
+        "prompts": 1,  # the task prompt is the sub-agent's, no person typed it
+        "tool_calls": 2, "files": 1,
     }
 
 
@@ -346,7 +350,7 @@ def test_file_removed_becomes_session_file_removed() -> None:
 
 SAMPLE_TOTALS = {  # counted by hand from the sample files
     "5f0c9e2a-1b7d-4c3e-9a11-0d2f6b8e4c01": (5, 404, 3248, 50100, 1, 2, 1),
-    "7c3d1e90-4a2b-4f6e-8d55-2e9b0c1a7f02": (8, 290, 4600, 22300, 2, 2, 1),
+    "7c3d1e90-4a2b-4f6e-8d55-2e9b0c1a7f02": (8, 290, 4600, 22300, 1, 2, 1),
     "9e8b7a60-5c4d-4e3f-b2a1-3f0e1d2c3b04": (6, 70, 4500, 20000, 1, 1, 0),
     "2d4f6a8c-0e1b-4d3c-a5f7-4b1c2d3e4f05": (2, 12, 0, 5000, 1, 0, 0),
     "3e5a7b9d-1f2c-4e4d-b6a8-5c2d3e4f5a06": (0, 0, 0, 0, 1, 0, 0),

@@ -18,11 +18,13 @@ from pathlib import Path
 
 import pytest
 
+from agents import parse_lines
 from agents.parse_codex_lines import decide
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_removed_event
 from streams.errors import InvalidEvent
 from streams.producers.codex import CodexProducer
+from tests import codex_cross_expected as expected
 from tests.fixtures_path import shared_dir
 
 pytestmark = pytest.mark.unit
@@ -199,10 +201,13 @@ def test_forked_subagent_replay_counts_once_under_the_parent() -> None:
     assert len({c.tool_use_id for c in payloads(events, "tool.called")}) == 4
     links = payloads(events, "subagent.linked")
     assert [(link.child_agent_id, link.agent_id) for link in links] == [(CHILD_ID, CHILD_ID)]
-    # A fork filed as its own session (a user fork) counts the replayed prefix again:
-    # the documented limit of a per-line parser.
-    alone = usage_totals(decide_all(line_events(CHILD, (CHILD_ID, "main", None))))
-    assert alone[CHILD_ID]["total"] == 51590 == CHILD_OWN["total"] + 25500
+    # Filed as its own session (a user fork), the parser still emits the replayed prefix (no
+    # single line tells a replay apart) and declares the parent; the stores drop the prefix by
+    # the keys it shares with the parent (see the codex_cross tests below).
+    alone = decide_all(line_events(CHILD, (CHILD_ID, "main", None)))
+    assert usage_totals(alone)[CHILD_ID]["total"] == 51590 == CHILD_OWN["total"] + 25500
+    assert [c.forked_from for c in payloads(alone, "session.context")] == [
+        MAIN_ID, None]  # the child's own meta, then its turn_context
 
 
 def test_info_null_zero_usage_cumulative_fallback_and_a_model_when_present() -> None:
@@ -334,3 +339,164 @@ def test_lone_surrogates_are_replaced_so_codex_events_encode() -> None:
     for event in events:
         event.model_dump_json().encode()  # raises UnicodeEncodeError on a lone surrogate
     assert any("\ufffd" in event.model_dump_json() for event in events)
+
+
+# --- forks, sub-agents and resumed threads across files (tests/samples/codex_cross) ----------
+
+CROSS = Path(__file__).resolve().parents[1] / "samples" / "codex_cross"
+
+
+def cross_events() -> list[SessionEvent]:
+    """Every line of every cross sample through the one parse step, filed by the producer."""
+    return [out for path in sorted(CROSS.rglob("rollout-*.jsonl"))
+            for event in line_events(path) for out in parse_lines.decide(event)]
+
+
+def cross_file(thread: str) -> Path:
+    return next(CROSS.rglob(f"rollout-*-{thread}.jsonl"))
+
+
+def owner_rank(event: SessionEvent) -> tuple[str, datetime | None]:
+    """The store's tie-break between equal rows: the main thread first, then the earliest."""
+    return event.payload.agent_id or "", event.payload.timestamp
+
+
+def stored_usage(events: list[SessionEvent]) -> dict[tuple[str, str], SessionEvent]:
+    """``usage_facts``: one row per (session, message_key), the largest total, ties to
+    :func:`owner_rank`."""
+    rows: dict[tuple[str, str], SessionEvent] = {}
+    for event in events:
+        if event.type != "usage.reported":
+            continue
+        key = (event.session_id, event.payload.message_key)
+        kept = rows.get(key)
+        if kept is None or (-event.payload.total, *owner_rank(event)) < (
+                -kept.payload.total, *owner_rank(kept)):
+            rows[key] = event
+    return rows
+
+
+def fork_cutoffs(events: list[SessionEvent], rows: dict[tuple[str, str], SessionEvent]
+                 ) -> dict[str, datetime]:
+    """The rule the stores apply to a declared fork: everything in it up to the newest of its
+    rows whose usage key also occurs in the parent session is the parent's, copied."""
+    declared = {e.session_id: e.payload.forked_from for e in events
+                if e.type == "session.context" and e.payload.forked_from}
+    cutoffs = {}
+    for fork, parent in declared.items():
+        shared = [row.payload.timestamp for (session, key), row in rows.items()
+                  if session == fork and (parent, key) in rows]
+        if shared:
+            cutoffs[fork] = max(shared)
+    return cutoffs
+
+
+def cross_totals(events: list[SessionEvent]) -> tuple[dict, dict]:
+    """(per session, per (session, agent)) totals in the terms of codex_cross_expected."""
+    rows = stored_usage(events)
+    cutoffs = fork_cutoffs(events, rows)
+
+    def own(event: SessionEvent) -> bool:
+        cutoff = cutoffs.get(event.session_id)
+        return cutoff is None or event.payload.timestamp > cutoff
+
+    per_session: dict = defaultdict(Counter)
+    per_agent: dict = defaultdict(Counter)
+    for (session, _), row in rows.items():
+        if own(row):
+            u = row.payload
+            for totals in (per_session[session], per_agent[session, u.agent_id]):
+                totals.update({"input_tokens": u.input_tokens,
+                               "cache_read_tokens": u.cache_read_tokens,
+                               "output_tokens": u.output_tokens, "total_tokens": u.total,
+                               "api_calls": 1})
+    calls: dict[tuple[str, str], SessionEvent] = {}
+    for event in events:
+        key = (event.session_id, getattr(event.payload, "tool_use_id", ""))
+        if event.type == "tool.called" and own(event) and (
+                key not in calls or owner_rank(event) < owner_rank(calls[key])):
+            calls[key] = event
+    for (session, _), event in calls.items():
+        per_session[session]["tool_calls"] += 1
+        per_agent[session, event.payload.agent_id]["tool_calls"] += 1
+    prompts = {(e.session_id, e.payload.line_uuid) for e in events
+               if e.type == "user.prompted" and not e.payload.is_meta
+               and e.payload.agent_id is None and own(e)}
+    for session, _ in prompts:
+        per_session[session]["human_prompts"] += 1
+    return ({s: dict(t) for s, t in per_session.items()},
+            {k: dict(t) for k, t in per_agent.items()})
+
+
+def test_cross_samples_total_what_was_computed_by_hand() -> None:
+    events = cross_events()
+    per_session, per_agent = cross_totals(events)
+    assert per_session == expected.EXPECTED
+    assert {(session, agent): totals for session, agents in expected.AGENTS.items()
+            for agent, totals in agents.items()} == {
+        key: totals for key, totals in per_agent.items() if key[0] in expected.AGENTS}
+    # Without the fork rule F would also count all of P's own calls again.
+    rows = stored_usage(events)
+    assert sum(1 for session, _ in rows if session == expected.F) == (
+        expected.AGENTS[expected.P][None]["api_calls"] + expected.EXPECTED[expected.F]["api_calls"])
+
+
+def test_cross_fork_declares_its_parent_and_shares_exactly_the_parents_keys() -> None:
+    events = cross_events()
+    declared = {(e.session_id, e.payload.agent_id, e.payload.forked_from) for e in events
+                if e.type == "session.context" and e.payload.forked_from}
+    assert declared == {(fork, None, parent) for fork, parent in expected.FORKED_FROM.items()}
+    rows = stored_usage(events)
+    keys = {session: {k for s, k in rows if s == session} for session, _ in rows}
+    own_p = {k for (s, k), row in rows.items() if s == expected.P and row.payload.agent_id is None}
+    assert keys[expected.F] & keys[expected.P] == own_p  # the replay, and nothing of F's own
+    assert len(own_p) == 3
+    # The cutoff is the end of the replay burst, before F's own turn.
+    assert fork_cutoffs(events, rows) == {
+        expected.F: datetime(2026, 3, 12, 9, 10, 0, 522000, tzinfo=UTC)}
+
+
+def test_cross_session_metas_forks_subagents_and_segments() -> None:
+    def contexts(thread: str) -> list:
+        return [(c.agent_id, c.version, c.forked_from)
+                for c in payloads(decide_all(line_events(cross_file(thread))), "session.context")
+                if c.model is None]  # the session_meta ones (turn_context names the model)
+
+    # F: its own meta declares P; P's replayed meta is skipped.
+    assert contexts(expected.F) == [(None, "0.112.0", expected.P)]
+    # S1 (old shape, forked_from_id = P, filed under P): no forked_from, linked; P's replayed
+    # meta is not the sub-agent's own and is skipped.
+    assert contexts(expected.S1) == [(expected.S1, "0.112.0", None)]
+    s1 = decide_all(line_events(cross_file(expected.S1)))
+    assert [link.child_agent_id for link in payloads(s1, "subagent.linked")] == [expected.S1]
+    s2 = decide_all(line_events(cross_file(expected.S2)))
+    assert {e.session_id for e in s2} == {expected.P}
+    assert [link.child_agent_id for link in payloads(s2, "subagent.linked")] == [expected.S2]
+    # R's later segment: the original thread id, forked_from_id null.
+    segment = next(CROSS.rglob(f"rollout-*-{expected.R}_{expected.SEG}.jsonl"))
+    seg = decide_all(line_events(segment))
+    assert {e.session_id for e in seg} == {expected.R}
+    assert [(c.version, c.forked_from) for c in payloads(seg, "session.context")
+            if c.model is None] == [("0.153.2", None)]
+    # Its first row repeats segment 1's last: the same key, so one fact.
+    first = payloads(decide_all(line_events(cross_file(expected.R))), "usage.reported")[-1]
+    assert payloads(seg, "usage.reported")[0].message_key == first.message_key
+
+
+def test_cross_session_meta_forked_from_only_for_another_main_session() -> None:
+    def context(session: str, agent_id: str | None, **payload: object) -> list:
+        line = json.dumps({"timestamp": "2026-03-12T09:00:00Z", "type": "session_meta",
+                           "payload": payload})
+        kind = "subagent" if agent_id else "main"
+        return [(e.type, getattr(e.payload, "forked_from", None)) for e in decide(
+            file_line_event("codex", session, FileLine(
+                path="/x/rollout.jsonl", offset=0, line_no=1, line=line, mtime=MTIME,
+                file_kind=kind, agent_id=agent_id)))]
+
+    P, F, S = expected.P, expected.F, expected.S2
+    assert context(F, None, id=F, forked_from_id=P) == [("session.context", P)]
+    assert context(F, None, id=F, forked_from_id=None) == [("session.context", None)]
+    assert context(F, None, id=P) == []  # the parent's replayed meta
+    assert context(P, S, id=S, forked_from_id=P) == [
+        ("session.context", None), ("subagent.linked", None)]
+    assert context(P, S, id=P) == []  # the parent's meta replayed into a sub-agent
