@@ -3,48 +3,66 @@
 The graph::
 
     (:Project {name})-[:HAS_SESSION]->(:Session {id, source, title, slug, working_dir, project,
-        started_at, last_activity_at, ended_at, status, agent_id})
+        started_at, last_activity_at, ended_at, status, agent_id, session_kind, forked_from,
+        resumed_from, copied_until})
     (:Session)-[:USED_TOOL {count}]->(:Tool {name})
     (:Session)-[:TOUCHED {reads, writes}]->(:File {path})
     (:Session)-[:USED_MODEL {tokens, input, output, cache_creation, cache_read, responses}]
         ->(:Model {name})
     (:Session)-[:SPAWNED {tool_use_id}]->(:Session)
+    (:Session)-[:RESUMED_FROM]->(:Session)    a resume, fork or hand-off decided from the facts
+    (:Session)-[:FORKED_FROM]->(:Session)     the parent a session declares (Codex fork)
 
 Sub-agents are sessions of their own: the events of a sub-agent file (``payload.agent_id``
-set) belong to the session ``f"{session_id}:{agent_id}"`` (see :func:`session_node_id`), and a
-``SubagentLinked`` event links its own session to ``f"{session_id}:{child_agent_id}"``. So a
-session's own relationships count its own work only; ``(s)-[:SPAWNED*0..]->(x)`` spans the
-tree. Only main sessions hang off a ``Project``, named by the first ``SessionContext.project``
-(else ``cwd``) of the main file. Session properties are order-insensitive (``started_at`` is
-the least ``occurred_at``, ``last_activity_at`` the greatest) or first-wins in offset order
-(slug, working_dir, project); the title of the highest rank wins (custom > ai > summary, later
-on a tie); a removed file closes its session (``status = 'closed'``, ``ended_at``).
+set) belong to the session ``f"{session_id}:{agent_id}"`` (see :func:`session_node_id`), which
+its main session ``SPAWNED`` (linked by where the file lives, with or without a
+``SubagentLinked``; a ``SubagentLinked`` adds its ``tool_use_id``, and one from another
+sub-agent's file links that sub-agent instead). So a session's own relationships count its own
+work only; ``(s)-[:SPAWNED*0..]->(x)`` spans the tree. Only main sessions hang off a
+``Project``, named by the first ``SessionContext.project`` (else ``cwd``) of the main file.
+Session properties are order-insensitive (``started_at`` is the least ``occurred_at``,
+``last_activity_at`` the greatest) or first-wins in offset order (slug, working_dir, project,
+and from the main file ``session_kind`` and ``forked_from``); the title of the highest rank wins
+(custom > ai > summary, later on a tie); a removed file closes its session (``status =
+'closed'``, ``ended_at``).
+
+Ownership: a resumed, forked or handed-off session's file copies its origin's conversation, so
+after every batch the lineage of the sessions sharing usage keys with the batch's (or related
+to them by ``resumed_from``/``forked_from``) is re-decided with :func:`projections.lineage
+.lineages` exactly as the Postgres store does, into ``resumed_from`` (the origin, unless it is
+the declared ``forked_from``) and ``copied_until``. A main session's tool calls, file accesses
+and responses timed at or before its ``copied_until`` belong to its origin and are left out of
+its aggregates.
 
 Dedup: the same fact can arrive twice at different offsets (one ``tool_use_id`` on two lines,
 several usage reports of one response), so nothing is incremented. Each fact is MERGEd as a
 small keyed node hanging off its session: ``(:Session)-[:HAS_TOOL_CALL]->(:ToolCall {key,
-session_id, id, name})`` keyed by session and ``tool_use_id``, ``(:Session)-[:HAS_FILE_ACCESS]
-->(:FileAccess {key, session_id, path, access, tool, tool_use_id})`` keyed by session, access,
-``tool_use_id`` and path, ``(:Session)-[:HAS_RESPONSE]->(:Response {key, session_id,
-message_key, model, input, output, cache_creation, cache_read, total})`` keyed by session and
-``message_key``, where a report replaces the stored one only when its total is larger (the
-first wins a tie). Then, in the same transaction, the aggregate relationships of every session
-the batch touched are deleted and recomputed from those nodes. Every write is one ``UNWIND
-$rows`` statement per kind per batch. The offsets make a re-applied batch a no-op, and a
-replay (``reset()`` then every record again) yields the same graph. A usage report without a
-model is billed under its session's latest context model, kept in ``(:SessionModel {key,
-session, agent, model})`` nodes (see :mod:`projections.session_models`).
+session_id, id, name, at})`` keyed by session and ``tool_use_id``,
+``(:Session)-[:HAS_FILE_ACCESS]->(:FileAccess {key, session_id, path, access, tool,
+tool_use_id, at})`` keyed by session, access, ``tool_use_id`` and path (``at`` is the earliest
+time seen), ``(:Session)-[:HAS_RESPONSE]->(:Response {key, session_id, message_key, model, at,
+input, output, cache_creation, cache_read, total})`` keyed by session and ``message_key``,
+where a report replaces the stored one only when its total is larger (the first wins a tie);
+``at`` is the line's ``timestamp``, else the event's ``occurred_at``. Then, in the same
+transaction, lineage is re-decided and the aggregate relationships of every session the batch
+touched or whose lineage changed are deleted and recomputed from those nodes. Every write is
+one ``UNWIND $rows`` statement per kind per batch. The offsets make a re-applied batch a no-op,
+and a replay (``reset()`` then every record again) yields the same graph. A usage report
+without a model is billed under its session's latest context model, kept in
+``(:SessionModel {key, session, agent, model})`` nodes (see :mod:`projections.session_models`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar
 
 import neo4j
 
 from projections.base import Record
+from projections.lineage import SessionFacts, lineages
 from projections.neo4j.base import Neo4jProjection
 from projections.session_models import SessionModels
 from schemas.events import (
@@ -61,6 +79,11 @@ from streams.topics import SESSION_EVENTS
 __all__ = ["SessionGraph", "session_node_id"]
 
 _TITLE_RANK = {"summary": 1, "ai": 2, "custom": 3}
+# Codex usage keys are cumulative counters: equal across threads only within a declared fork.
+CODEX_KEY_PREFIX = "codex:"
+# How far the lineage family of a batch is followed (the bounds of the Postgres store).
+MAX_FAMILY_ROUNDS = 8
+MAX_FAMILY = 500
 
 
 def session_node_id(session_id: str, agent_id: str | None) -> str:
@@ -77,6 +100,7 @@ class _Batch:
     tool_calls: dict[str, dict[str, Any]] = field(default_factory=dict)
     accesses: dict[str, dict[str, Any]] = field(default_factory=dict)
     responses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shared_keys: set[str] = field(default_factory=set)  # main-file keys another file may hold
 
 
 class SessionGraph(Neo4jProjection):
@@ -84,12 +108,17 @@ class SessionGraph(Neo4jProjection):
 
     name: ClassVar[str] = "neo4j.session_graph"
     source = SESSION_EVENTS
+    # The schema: uniqueness of every node key, plus the indexes the lineage lookups use.
     constraints: ClassVar[list[str]] = [
-        f"CREATE CONSTRAINT {label.lower()}_{key} IF NOT EXISTS "
-        f"FOR (n:{label}) REQUIRE n.{key} IS UNIQUE"
-        for label, key in [("Project", "name"), ("Session", "id"), ("Tool", "name"),
-                           ("File", "path"), ("Model", "name"), ("ToolCall", "key"),
-                           ("FileAccess", "key"), ("Response", "key"), ("SessionModel", "key")]
+        *(f"CREATE CONSTRAINT {label.lower()}_{key} IF NOT EXISTS "
+          f"FOR (n:{label}) REQUIRE n.{key} IS UNIQUE"
+          for label, key in [("Project", "name"), ("Session", "id"), ("Tool", "name"),
+                             ("File", "path"), ("Model", "name"), ("ToolCall", "key"),
+                             ("FileAccess", "key"), ("Response", "key"),
+                             ("SessionModel", "key")]),
+        *(f"CREATE INDEX {label.lower()}_{key} IF NOT EXISTS FOR (n:{label}) ON (n.{key})"
+          for label, key in [("Response", "message_key"), ("Session", "resumed_from"),
+                             ("Session", "forked_from")]),
     ]
     labels: ClassVar[list[str]] = ["SessionModel", "ToolCall", "FileAccess", "Response", "Tool",
                                    "File", "Model", "Session", "Project"]
@@ -104,6 +133,8 @@ class SessionGraph(Neo4jProjection):
             envelope = record.value
             self._models.observe(envelope)
             self._touch_session(batch, envelope)
+            if envelope.payload.agent_id is not None:  # a sub-agent file: linked by where it is
+                self._link(batch, envelope.session_id, envelope.payload.agent_id, envelope.source)
             handler = self._HANDLERS.get(type(envelope.payload))
             if handler is not None:
                 handler(self, batch, envelope)
@@ -114,10 +145,56 @@ class SessionGraph(Neo4jProjection):
         await _run(tx, UPSERT_RESPONSES, list(batch.responses.values()))
         await _run(tx, UPSERT_MODELS, [{"session": s, "agent": a, "model": m}
                                        for s, a, m in self._models.changed()])
+        changed = await self._relink(tx, ids, sorted(batch.shared_keys))
         for statement, rows in [(RECOMPUTE_TOOLS, batch.tool_calls),
                                 (RECOMPUTE_FILES, batch.accesses),
                                 (RECOMPUTE_MODELS, batch.responses)]:
-            await _run(tx, statement, sorted({row["session"] for row in rows.values()}))
+            await _run(tx, statement, sorted({row["session"] for row in rows.values()} | changed))
+
+    async def _relink(self, tx: neo4j.AsyncManagedTransaction, ids: list[str],
+                      keys: list[str]) -> set[str]:
+        """Re-decide the lineage of every main session related to the batch's sessions
+        (sharing a usage key, or a declared or decided origin) as the Postgres store does, store
+        it with its ``RESUMED_FROM``/``FORKED_FROM`` edges, and return the sessions whose
+        ``(resumed_from, copied_until)`` changed.
+
+        Only sessions with something shared are looked at, so a batch of ordinary sessions
+        costs one indexed lookup of its usage keys."""
+        family = {r["id"] for r in await (await tx.run(FAMILY_SEEDS, keys=keys, ids=ids)).data()
+                  if r["id"] is not None}
+        if not family:
+            return set()
+        new = family
+        for _ in range(MAX_FAMILY_ROUNDS):  # close over everything sharing facts with it
+            found = await (await tx.run(FAMILY_EXPAND, ids=sorted(new))).data()
+            grown = family | {r["id"] for r in found if r["id"] is not None}
+            if grown == family or len(grown) > MAX_FAMILY:
+                break
+            family, new = grown, grown - family
+        members = sorted(family)
+        facts: dict[str, dict[str, datetime]] = {}
+        for r in await (await tx.run(FAMILY_FACTS, ids=members)).data():
+            facts.setdefault(r["session"], {})[r["key"]] = _native(r["at"])
+        known = {r["id"]: r for r in await (await tx.run(FAMILY_SESSIONS, ids=members)).data()}
+        decided = lineages({sid: SessionFacts(
+            session_id=sid, source=r["source"], facts=facts.get(sid, {}),
+            background=r["session_kind"] == "bg", forked_from=r["forked_from"],
+        ) for sid, r in known.items()})
+        updates, changed = [], set()
+        for sid, lineage in sorted(decided.items()):
+            r = known[sid]
+            resumed = lineage.origin if lineage.origin != r["forked_from"] else None
+            stored = (r["resumed_from"], _native(r["copied_until"]))
+            edges = ([resumed] if resumed else [],
+                     [r["forked_from"]] if r["parent_known"] else [])
+            if (resumed, lineage.copied_until) != stored:
+                changed.add(sid)
+            elif edges == (sorted(r["resumed_edges"]), sorted(r["forked_edges"])):
+                continue
+            updates.append({"id": sid, "resumed_from": resumed,
+                            "copied_until": lineage.copied_until, "forked_from": r["forked_from"]})
+        await _run(tx, UPDATE_LINEAGE, updates)
+        return changed
 
     # -- one handler per payload type ------------------------------------------------------------
 
@@ -130,10 +207,23 @@ class SessionGraph(Neo4jProjection):
                 "id": node, "source": env.source, "agent_id": env.payload.agent_id,
                 "started_at": at, "last_activity_at": at, "slug": None, "working_dir": None,
                 "project": None, "title": None, "title_rank": None, "ended_at": None,
+                "session_kind": None, "forked_from": None,
             }
             return
         row["started_at"] = min(row["started_at"], at)
         row["last_activity_at"] = max(row["last_activity_at"], at)
+
+    @staticmethod
+    def _link(batch: _Batch, session_id: str, agent_id: str, source: str,
+              parent: str | None = None, tool_use_id: str | None = None) -> None:
+        """``(parent)-[:SPAWNED]->(sub-agent)``; the parent defaults to the main session."""
+        parent = parent or session_node_id(session_id, None)
+        child = session_node_id(session_id, agent_id)
+        row = batch.spawned.setdefault((parent, child), {
+            "parent": parent, "child": child, "source": source, "agent_id": agent_id,
+            "tool_use_id": None,
+        })
+        row["tool_use_id"] = row["tool_use_id"] or tool_use_id
 
     def _context(self, batch: _Batch, env: Any) -> None:
         p: SessionContext = env.payload
@@ -142,6 +232,8 @@ class SessionGraph(Neo4jProjection):
         row["working_dir"] = row["working_dir"] or p.cwd
         if p.agent_id is None:
             row["project"] = row["project"] or p.project or p.cwd
+            row["session_kind"] = row["session_kind"] or p.session_kind
+            row["forked_from"] = row["forked_from"] or p.forked_from
 
     def _title(self, batch: _Batch, env: Any) -> None:
         p: SessionTitled = env.payload
@@ -158,40 +250,43 @@ class SessionGraph(Neo4jProjection):
 
     def _subagent(self, batch: _Batch, env: Any) -> None:
         p: SubagentLinked = env.payload
-        parent = session_node_id(env.session_id, p.agent_id)
-        child = session_node_id(env.session_id, p.child_agent_id)
-        row = batch.spawned.setdefault((parent, child), {
-            "parent": parent, "child": child, "source": env.source,
-            "agent_id": p.child_agent_id, "tool_use_id": None,
-        })
-        row["tool_use_id"] = row["tool_use_id"] or p.tool_use_id
+        # A sub-agent's own file naming itself (Codex, Gemini) is the main session's link.
+        spawner = None if p.agent_id == p.child_agent_id else p.agent_id
+        self._link(batch, env.session_id, p.child_agent_id, env.source,
+                   parent=session_node_id(env.session_id, spawner), tool_use_id=p.tool_use_id)
 
     def _tool_call(self, batch: _Batch, env: Any) -> None:
         p: ToolCalled = env.payload
         session = session_node_id(env.session_id, p.agent_id)
         key = f"{session}|{p.tool_use_id}"
-        batch.tool_calls.setdefault(key, {"key": key, "session": session,
-                                          "id": p.tool_use_id, "name": p.name})
+        at = p.timestamp or env.occurred_at
+        row = batch.tool_calls.setdefault(key, {"key": key, "session": session,
+                                                "id": p.tool_use_id, "name": p.name, "at": at})
+        row["at"] = min(row["at"], at)
 
     def _file(self, batch: _Batch, env: Any) -> None:
         p: FileTouched = env.payload
         session = session_node_id(env.session_id, p.agent_id)
         key = f"{session}|{p.access}|{p.tool_use_id}|{p.path}"
-        batch.accesses.setdefault(key, {
+        at = p.timestamp or env.occurred_at
+        row = batch.accesses.setdefault(key, {
             "key": key, "session": session, "path": p.path, "access": p.access, "tool": p.tool,
-            "tool_use_id": p.tool_use_id,
+            "tool_use_id": p.tool_use_id, "at": at,
         })
+        row["at"] = min(row["at"], at)
 
     def _usage(self, batch: _Batch, env: Any) -> None:
         p: UsageReported = env.payload
         session = session_node_id(env.session_id, p.agent_id)
+        if p.agent_id is None and not p.message_key.startswith(CODEX_KEY_PREFIX):
+            batch.shared_keys.add(p.message_key)
         key = f"{session}|{p.message_key}"
         known = batch.responses.get(key)
         if known is not None and p.total <= known["props"]["total"]:
             return
         batch.responses[key] = {"key": key, "session": session, "props": {
             "session_id": session, "message_key": p.message_key,
-            "model": self._models.resolve(env),
+            "model": self._models.resolve(env), "at": p.timestamp or env.occurred_at,
             "input": p.input_tokens, "output": p.output_tokens,
             "cache_creation": p.cache_creation_5m_tokens + p.cache_creation_1h_tokens,
             "cache_read": p.cache_read_tokens, "total": p.total,
@@ -202,6 +297,11 @@ class SessionGraph(Neo4jProjection):
         SubagentLinked: _subagent, ToolCalled: _tool_call, FileTouched: _file,
         UsageReported: _usage,
     }
+
+
+def _native(value: Any) -> Any:
+    """A driver temporal value as Python's (``None`` stays ``None``)."""
+    return value.to_native() if hasattr(value, "to_native") else value
 
 
 # The latest context model per session and sub-agent (billing of usage lines without one).
@@ -229,6 +329,8 @@ SET s.source = coalesce(s.source, row.source),
     s.slug = coalesce(s.slug, row.slug),
     s.working_dir = coalesce(s.working_dir, row.working_dir),
     s.project = coalesce(s.project, row.project),
+    s.session_kind = coalesce(s.session_kind, row.session_kind),
+    s.forked_from = coalesce(s.forked_from, row.forked_from),
     s.started_at = CASE WHEN s.started_at IS NULL OR row.started_at < s.started_at
                         THEN row.started_at ELSE s.started_at END,
     s.last_activity_at = CASE WHEN s.last_activity_at IS NULL
@@ -246,9 +348,11 @@ WITH s WHERE s.project IS NOT NULL
 MERGE (p:Project {name: s.project})
 MERGE (p)-[:HAS_SESSION]->(s)
 """
+# The parent may not be known yet (a sub-agent file read before its main file).
 UPSERT_SPAWNED = """
 UNWIND $rows AS row
-MATCH (p:Session {id: row.parent})
+MERGE (p:Session {id: row.parent})
+ON CREATE SET p.source = row.source, p.status = 'active'
 MERGE (c:Session {id: row.child})
 ON CREATE SET c.source = row.source, c.agent_id = row.agent_id, c.status = 'active'
 MERGE (p)-[r:SPAWNED]->(c)
@@ -259,6 +363,7 @@ UNWIND $rows AS row
 MATCH (s:Session {id: row.session})
 MERGE (c:ToolCall {key: row.key})
 ON CREATE SET c.session_id = row.session, c.id = row.id, c.name = row.name
+SET c.at = CASE WHEN c.at IS NULL OR row.at < c.at THEN row.at ELSE c.at END
 MERGE (s)-[:HAS_TOOL_CALL]->(c)
 """
 UPSERT_FILE_ACCESSES = """
@@ -267,6 +372,7 @@ MATCH (s:Session {id: row.session})
 MERGE (a:FileAccess {key: row.key})
 ON CREATE SET a.session_id = row.session, a.path = row.path, a.access = row.access,
               a.tool = row.tool, a.tool_use_id = row.tool_use_id
+SET a.at = CASE WHEN a.at IS NULL OR row.at < a.at THEN row.at ELSE a.at END
 MERGE (s)-[:HAS_FILE_ACCESS]->(a)
 """
 UPSERT_RESPONSES = """
@@ -277,15 +383,93 @@ ON CREATE SET r += row.props
 ON MATCH SET r += CASE WHEN row.props.total > r.total THEN row.props ELSE {} END
 MERGE (s)-[:HAS_RESPONSE]->(r)
 """
-# Each RECOMPUTE gets the ids of the sessions the batch touched, drops their aggregate
-# relationships and derives them again from the keyed fact nodes.
+# Lineage (see SessionGraph._relink and the FAMILY_* queries of the Postgres store). The
+# sessions to re-decide: those holding a key of the batch that another main session holds
+# too, the batch's sessions already in a lineage, and the sessions naming them as origin or
+# parent.
+FAMILY_SEEDS = """
+UNWIND $keys AS key
+MATCH (s:Session)-[:HAS_RESPONSE]->(:Response {message_key: key})
+WHERE s.agent_id IS NULL
+WITH key, collect(DISTINCT s.id) AS holders WHERE size(holders) > 1
+UNWIND holders AS id
+RETURN id
+UNION
+MATCH (s:Session) WHERE s.id IN $ids AND (s.resumed_from IS NOT NULL
+    OR s.forked_from IS NOT NULL OR properties(s).copied_until IS NOT NULL)
+RETURN s.id AS id
+UNION
+MATCH (s:Session) WHERE s.resumed_from IN $ids RETURN s.id AS id
+UNION
+MATCH (s:Session) WHERE s.forked_from IN $ids RETURN s.id AS id
+"""
+# One round of the closure: main sessions sharing a (non-Codex) usage key with one of $ids,
+# and their declared and decided relatives.
+FAMILY_EXPAND = f"""
+UNWIND $ids AS id
+MATCH (s:Session {{id: id}})-[:HAS_RESPONSE]->(r:Response)
+WHERE s.agent_id IS NULL AND NOT r.message_key STARTS WITH '{CODEX_KEY_PREFIX}'
+MATCH (o:Session)-[:HAS_RESPONSE]->(:Response {{message_key: r.message_key}})
+WHERE o.agent_id IS NULL AND o.id <> id
+RETURN DISTINCT o.id AS id
+UNION
+MATCH (s:Session) WHERE s.id IN $ids AND s.forked_from IS NOT NULL RETURN s.forked_from AS id
+UNION
+MATCH (s:Session) WHERE s.forked_from IN $ids RETURN s.id AS id
+UNION
+MATCH (s:Session) WHERE s.id IN $ids AND s.resumed_from IS NOT NULL RETURN s.resumed_from AS id
+UNION
+MATCH (s:Session) WHERE s.resumed_from IN $ids RETURN s.id AS id
+"""
+FAMILY_FACTS = """
+UNWIND $ids AS id
+MATCH (s:Session {id: id})-[:HAS_RESPONSE]->(r:Response)
+WHERE s.agent_id IS NULL AND r.at IS NOT NULL
+RETURN s.id AS session, r.message_key AS key, r.at AS at
+"""
+FAMILY_SESSIONS = """
+UNWIND $ids AS id
+MATCH (s:Session {id: id}) WHERE s.agent_id IS NULL
+WITH s, properties(s) AS p
+RETURN s.id AS id, p.source AS source, p.session_kind AS session_kind,
+       p.forked_from AS forked_from, p.resumed_from AS resumed_from,
+       p.copied_until AS copied_until,
+       [(s)-[:RESUMED_FROM]->(o:Session) | o.id] AS resumed_edges,
+       [(s)-[:FORKED_FROM]->(o:Session) | o.id] AS forked_edges,
+       COUNT { MATCH (parent:Session {id: s.forked_from}) } > 0 AS parent_known
+"""
+# The decided lineage, and exactly one RESUMED_FROM (the decided origin, unless it is the
+# declared parent) and one FORKED_FROM (the declared parent, once its node exists) per session.
+UPDATE_LINEAGE = """
+UNWIND $rows AS row
+MATCH (s:Session {id: row.id})
+SET s.resumed_from = row.resumed_from, s.copied_until = row.copied_until
+WITH s, row
+CALL (s) {
+    MATCH (s)-[old:RESUMED_FROM|FORKED_FROM]->()
+    DELETE old
+}
+CALL (s, row) {
+    MATCH (o:Session {id: row.resumed_from})
+    MERGE (s)-[:RESUMED_FROM]->(o)
+}
+CALL (s, row) {
+    MATCH (p:Session {id: row.forked_from})
+    MERGE (s)-[:FORKED_FROM]->(p)
+}
+"""
+# Each RECOMPUTE gets the ids of the sessions the batch touched or whose lineage changed, drops
+# their aggregate relationships and derives them again from the keyed fact nodes, leaving out
+# the facts a session copied from its origin (at or before its copied_until). (properties(s)
+# reads the lineage keys without a server warning while no session has one yet.)
 RECOMPUTE_TOOLS = """
 UNWIND $rows AS id
 MATCH (s:Session {id: id})
 OPTIONAL MATCH (s)-[old:USED_TOOL]->(:Tool)
 DELETE old
-WITH DISTINCT s
+WITH DISTINCT s, properties(s).copied_until AS until
 MATCH (s)-[:HAS_TOOL_CALL]->(c:ToolCall)
+WHERE until IS NULL OR c.at > until
 WITH s, c.name AS name, count(c) AS calls
 MERGE (t:Tool {name: name})
 CREATE (s)-[:USED_TOOL {count: calls}]->(t)
@@ -295,8 +479,9 @@ UNWIND $rows AS id
 MATCH (s:Session {id: id})
 OPTIONAL MATCH (s)-[old:TOUCHED]->(:File)
 DELETE old
-WITH DISTINCT s
+WITH DISTINCT s, properties(s).copied_until AS until
 MATCH (s)-[:HAS_FILE_ACCESS]->(a:FileAccess)
+WHERE until IS NULL OR a.at > until
 WITH s, a.path AS path, sum(CASE a.access WHEN 'read' THEN 1 ELSE 0 END) AS reads,
      sum(CASE a.access WHEN 'write' THEN 1 ELSE 0 END) AS writes
 MERGE (f:File {path: path})
@@ -307,8 +492,9 @@ UNWIND $rows AS id
 MATCH (s:Session {id: id})
 OPTIONAL MATCH (s)-[old:USED_MODEL]->(:Model)
 DELETE old
-WITH DISTINCT s
+WITH DISTINCT s, properties(s).copied_until AS until
 MATCH (s)-[:HAS_RESPONSE]->(r:Response)
+WHERE until IS NULL OR r.at > until
 WITH s, r.model AS model, sum(r.total) AS tokens, sum(r.input) AS input,
      sum(r.output) AS output, sum(r.cache_creation) AS cache_creation,
      sum(r.cache_read) AS cache_read, count(r) AS responses

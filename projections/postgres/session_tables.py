@@ -455,7 +455,10 @@ INSERT INTO messages (session_id, message_key, role, agent_id, model, at, conten
 VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
 ON CONFLICT (session_id, message_key) DO UPDATE SET
     content = messages.content || EXCLUDED.content,
-    model = coalesce(messages.model, EXCLUDED.model), at = least(messages.at, EXCLUDED.at)
+    model = coalesce(messages.model, EXCLUDED.model), at = least(messages.at, EXCLUDED.at),
+    -- a line a sub-agent file replays from its parent belongs to the parent, in any order
+    agent_id = CASE WHEN messages.agent_id IS NULL OR EXCLUDED.agent_id IS NULL THEN NULL
+                    ELSE least(messages.agent_id, EXCLUDED.agent_id) END
 """
 UPSERT_TOOL_CALL = """
 INSERT INTO tool_calls (session_id, tool_use_id, name, input, agent_id, called_at)

@@ -4,7 +4,10 @@ One hand-made session (tools, files, two usage reports of one response, a sub-ag
 node by node; then the store contract: a batch applied twice changes nothing, a fact repeated
 at another offset counts once, positions advance (also for dead-lettered records), a replay
 rebuilds the identical graph, a rejected batch leaves nothing behind, a closed port is
-``ProjectionUnavailable``.
+``ProjectionUnavailable``. Then cross-file lineage (projections.lineage), as the Postgres store
+decides it: a chained Claude resume and a declared Codex fork count each response, tool call and
+file once, for the session that wrote it, in any arrival order, and a sub-agent file is linked
+to its session by where it lives.
 """
 
 from __future__ import annotations
@@ -46,8 +49,9 @@ def at(minutes: int) -> datetime:
     return T0 + timedelta(minutes=minutes)
 
 
-def event(payload: EventPayload, minute: int, session: str = "s1") -> SessionEvent:
-    return SessionEvent(event_id=f"event-{next(_ids):08d}", source="claude-code",
+def event(payload: EventPayload, minute: int, session: str = "s1",
+          source: str = "claude-code") -> SessionEvent:
+    return SessionEvent(event_id=f"event-{next(_ids):08d}", source=source,
                         type=payload.kind, occurred_at=at(minute), session_id=session,
                         payload=payload)
 
@@ -56,9 +60,11 @@ def records(events: list[SessionEvent], start: int = 0, partition: int = 0) -> l
     return [Record(TOPIC, partition, start + i, e) for i, e in enumerate(events)]
 
 
-def usage(key: str, model: str, agent_id: str | None = None, **tokens: int) -> UsageReported:
+def usage(key: str, model: str | None, agent_id: str | None = None,
+          timestamp: datetime | None = None, **tokens: int) -> UsageReported:
     return UsageReported.model_validate(
-        {"message_key": key, "model": model, "agent_id": agent_id, **tokens})
+        {"message_key": key, "model": model, "agent_id": agent_id, "timestamp": timestamp,
+         **tokens})
 
 
 def session_events() -> list[SessionEvent]:
@@ -306,3 +312,179 @@ async def test_a_closed_port_is_unavailable() -> None:
     assert caught.value.retry_after > 0
     await projection.stop()
     await projection.stop()
+
+
+# -- cross-file lineage -------------------------------------------------------------------------
+
+
+def _line(payload: EventPayload, minute: int, session: str, source: str = "claude-code",
+          ) -> SessionEvent:
+    """A line written at ``minute`` (its payload timestamp), as read from ``session``'s file."""
+    return event(payload.model_copy(update={"timestamp": at(minute)}), minute, session, source)
+
+
+def _turn(session: str, n: int, minute: int, tool: str) -> list[SessionEvent]:
+    """One turn of the conversation: a tool call on a file and the response's usage."""
+    return [
+        _line(ToolCalled(tool_use_id=f"tu-{n}", name=tool), minute, session),
+        _line(FileTouched(path=f"/work/c/f{n}.py", tool=tool, access="read",
+                          tool_use_id=f"tu-{n}"), minute, session),
+        _line(usage(f"m{n}:r{n}", OPUS, input_tokens=10 * n, output_tokens=n), minute, session),
+    ]
+
+
+def chain() -> dict[str, list[SessionEvent]]:
+    """A chained resume A -> B -> C: each file copies the whole chain before it (same keys and
+    timestamps), then writes turns of its own."""
+    turns = {1: ("A", 1, "Read"), 2: ("A", 2, "Grep"), 3: ("B", 10, "Edit"),
+             4: ("B", 11, "Bash"), 5: ("C", 20, "Write")}
+    files: dict[str, list[SessionEvent]] = {}
+    for session, owned in [("A", [1, 2]), ("B", [1, 2, 3, 4]), ("C", [1, 2, 3, 4, 5])]:
+        files[session] = [event(SessionContext(cwd="/work/c", project="-work-c"), 0, session)]
+        for n in owned:
+            files[session] += _turn(session, n, turns[n][1], turns[n][2])
+    return files
+
+
+async def per_session(driver: neo4j.AsyncDriver) -> dict[str, Any]:
+    """What every session counts as its own, and the lineage decided for it."""
+    lineage = await rows(driver, """
+        MATCH (s:Session) RETURN s.id AS id, s.resumed_from AS resumed_from,
+                                 s.forked_from AS forked_from, s.copied_until AS copied_until
+        ORDER BY id""")
+    return {"sessions": lineage,
+            **{kind: await rels(driver, kind) for kind in
+               ["USED_MODEL", "USED_TOOL", "TOUCHED", "RESUMED_FROM", "FORKED_FROM", "SPAWNED"]}}
+
+
+def _opus(tokens: int, responses: int, input_: int, output: int) -> dict[str, int]:
+    return {"tokens": tokens, "input": input_, "output": output, "cache_creation": 0,
+            "cache_read": 0, "responses": responses}
+
+
+CHAIN_EXPECTED = {
+    "sessions": [
+        {"id": "A", "resumed_from": None, "forked_from": None, "copied_until": None},
+        {"id": "B", "resumed_from": "A", "forked_from": None, "copied_until": at(2)},
+        {"id": "C", "resumed_from": "B", "forked_from": None, "copied_until": at(11)},
+    ],
+    # responses n: input 10n, output n -> total 11n; each counted for the file that wrote it
+    "USED_MODEL": [("A", OPUS, _opus(33, 2, 30, 3)), ("B", OPUS, _opus(77, 2, 70, 7)),
+                   ("C", OPUS, _opus(55, 1, 50, 5))],
+    "USED_TOOL": [("A", "Grep", {"count": 1}), ("A", "Read", {"count": 1}),
+                  ("B", "Bash", {"count": 1}), ("B", "Edit", {"count": 1}),
+                  ("C", "Write", {"count": 1})],
+    "TOUCHED": [("A", f"/work/c/f{n}.py", {"reads": 1, "writes": 0}) for n in (1, 2)]
+    + [("B", f"/work/c/f{n}.py", {"reads": 1, "writes": 0}) for n in (3, 4)]
+    + [("C", "/work/c/f5.py", {"reads": 1, "writes": 0})],
+    "RESUMED_FROM": [("B", "A", {}), ("C", "B", {})],
+    "FORKED_FROM": [],
+    "SPAWNED": [],
+}
+
+
+async def test_a_chained_resume_counts_each_response_for_the_file_that_wrote_it(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver) -> None:
+    files = chain()
+    events = files["A"] + files["B"] + files["C"]
+    assert await graph.apply_batch(records(events)) == len(events)
+
+    assert await per_session(neo4j_driver) == CHAIN_EXPECTED
+    # Over all sessions, every distinct response once.
+    totals = await rows(neo4j_driver, """
+        MATCH (:Session)-[u:USED_MODEL]->(:Model)
+        RETURN sum(u.tokens) AS tokens, sum(u.responses) AS responses""")
+    assert totals == [{"tokens": sum(11 * n for n in range(1, 6)), "responses": 5}]
+    # The copies are stored (with their time), only not counted.
+    stored = await rows(neo4j_driver, """
+        MATCH (s:Session)-[:HAS_RESPONSE]->(r:Response)
+        RETURN s.id AS s, count(r) AS n, max(r.at) AS last ORDER BY s""")
+    assert stored == [{"s": "A", "n": 2, "last": at(2)}, {"s": "B", "n": 4, "last": at(11)},
+                      {"s": "C", "n": 5, "last": at(20)}]
+
+
+async def test_any_order_of_the_files_gives_the_same_graph(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver) -> None:
+    files = chain()
+    graphs = set()
+    for order in itertools.permutations("ABC"):
+        await graph.reset()
+        offset = 0
+        for session in order:  # one batch per file
+            offset += await graph.apply_batch(records(files[session], start=offset))
+        assert await per_session(neo4j_driver) == CHAIN_EXPECTED, order
+        graphs.add(repr(await dump(neo4j_driver)))
+    # interleaved in one batch, newest file first
+    await graph.reset()
+    await graph.apply_batch(records([e for trio in itertools.zip_longest(
+        files["C"], files["B"], files["A"]) for e in trio if e is not None]))
+    assert await per_session(neo4j_driver) == CHAIN_EXPECTED
+    graphs.add(repr(await dump(neo4j_driver)))
+    assert len(graphs) == 1
+
+
+def codex_fork() -> dict[str, list[SessionEvent]]:
+    """Codex thread P and its fork F, which replays P's usage (same cumulative keys, stamped at
+    the fork) before its own turn."""
+    def tokens(session: str, key: str, minute: int, n: int) -> SessionEvent:
+        return _line(usage(key, None, input_tokens=n, output_tokens=1), minute, session, "codex")
+
+    return {
+        "P": [_line(SessionContext(cwd="/work/x", model="gpt-5"), 0, "P", "codex"),
+              tokens("P", "codex:T1:L1", 1, 100), tokens("P", "codex:T2:L2", 2, 200)],
+        "F": [_line(SessionContext(cwd="/work/x", model="gpt-5", forked_from="P"), 30, "F",
+                    "codex"),
+              tokens("F", "codex:T1:L1", 30, 100), tokens("F", "codex:T2:L2", 30, 200),
+              tokens("F", "codex:T3:L3", 31, 300)],
+    }
+
+
+async def test_a_codex_fork_counts_only_its_own_usage(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver) -> None:
+    files = codex_fork()
+    expected = {
+        "sessions": [
+            {"id": "F", "resumed_from": None, "forked_from": "P", "copied_until": at(30)},
+            {"id": "P", "resumed_from": None, "forked_from": None, "copied_until": None}],
+        "USED_MODEL": [("F", "gpt-5", _opus(301, 1, 300, 1)),
+                       ("P", "gpt-5", _opus(302, 2, 300, 2))],
+        "USED_TOOL": [], "TOUCHED": [], "RESUMED_FROM": [], "FORKED_FROM": [("F", "P", {})],
+        "SPAWNED": [],
+    }
+    for order in ["PF", "FP"]:
+        await graph.reset()
+        offset = 0
+        for session in order:
+            offset += await graph.apply_batch(records(files[session], start=offset))
+        assert await per_session(neo4j_driver) == expected, order
+
+
+async def test_a_sub_agent_file_is_linked_without_a_subagent_linked_event(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver) -> None:
+    sub = [event(ToolCalled(tool_use_id="tu9", name="Grep", agent_id="a7"), 1, "s9"),
+           event(usage("m9:r9", HAIKU, agent_id="a7", input_tokens=4), 1, "s9")]
+    await graph.apply_batch(records(sub))
+    assert await rels(neo4j_driver, "SPAWNED") == [("s9", "s9:a7", {})]
+    assert await rels(neo4j_driver, "USED_TOOL") == [("s9:a7", "Grep", {"count": 1})]
+    # Its main file later, and a Codex-style link from the sub-agent's own file: the same edge.
+    later = [event(SessionContext(cwd="/work/s9"), 0, "s9"),
+             event(SubagentLinked(child_agent_id="a7", agent_id="a7", tool_use_id="tu8"), 1,
+                   "s9")]
+    await graph.apply_batch(records(later, start=2))
+    assert await rels(neo4j_driver, "SPAWNED") == [("s9", "s9:a7", {"tool_use_id": "tu8"})]
+    assert await rels(neo4j_driver, "HAS_SESSION") == [("/work/s9", "s9", {})]
+
+
+async def test_the_same_lineage_batch_twice_changes_nothing(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver) -> None:
+    files = {**chain(), **codex_fork()}
+    events = [e for session in "CBFAP" for e in files[session]]
+    batch = records(events)
+    await graph.apply_batch(batch)
+    before = await dump(neo4j_driver)
+    assert await graph.apply_batch(batch) == 0
+    assert await dump(neo4j_driver) == before
+    # Published again at new offsets (re-decided from the same facts): still nothing changes.
+    assert await graph.apply_batch(records(events, start=len(events))) == len(events)
+    assert await dump(neo4j_driver) == before
+    assert (await per_session(neo4j_driver))["RESUMED_FROM"] == CHAIN_EXPECTED["RESUMED_FROM"]
