@@ -12,6 +12,7 @@ read; once by a backfill, once by ``run`` with the files appearing copies first.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from pathlib import Path
@@ -192,6 +193,23 @@ async def test_files_arriving_copies_first_give_the_same_rows_live(
             wrong = {s: (found.get(s), want) for s, want in expected.items()
                      if found.get(s) != want}
             assert time.monotonic() < deadline, (wrong, log.read_text()[-2000:])
+            await asyncio.sleep(1)
+
+        # A rewrite in place (resume, compaction): the origin's file loses its assistant lines
+        # and gains a new prompt, its mtime moves. What was counted stays counted.
+        origin = run.claude_root / claude.PROJECT / f"{run.ids[claude.SESSION_A]}.jsonl"
+        kept = [raw for raw in origin.read_text().splitlines()
+                if json.loads(raw).get("type") != "assistant"]
+        last = json.loads(kept[-1])
+        prompt = {**last, "parentUuid": last["uuid"], "uuid": str(uuid.uuid4()),
+                  "timestamp": "2025-10-22T09:00:00.000Z",
+                  "message": {"role": "user", "content": "one more thing"}}
+        origin.write_text("\n".join([*kept, json.dumps(prompt)]) + "\n")
+        a = run.ids[claude.SESSION_A]
+        expected[a] = (*expected[a][:5], expected[a][5] + 1, *expected[a][6:])
+        while (found := await actual(pg_dsn, run)) != expected:
+            assert process.poll() is None, log.read_text()[-3000:]
+            assert time.monotonic() < deadline + 60, (found.get(a), expected[a])
             await asyncio.sleep(1)
     finally:
         stop_cli(process)
