@@ -5,6 +5,14 @@ Every payload carries where it came from (``line_uuid``, ``agent_id`` for sub-ag
 ``is_sidechain``) so projections can apply the dedup rules of the session formats:
 usage facts are keyed by ``message_key`` (``message.id`` + ``requestId``) and the largest
 report wins; conversation nodes are keyed by ``line_uuid``.
+
+Events report what each file holds. A file that copies another session's conversation (a
+Claude resume, fork or background hand-off; a Codex fork) yields the copied lines again under
+its own ``session_id``, with the same ``message_key`` and ``line_uuid``: a Claude
+``message_key`` names one API response across every session, so a consumer totalling usage
+counts it once. ``SessionContext.session_kind`` and ``forked_from`` carry what a file says of
+its origin; which session owns a copied response is decided by the stores
+(``projections.lineage``), not on this topic.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ from schemas.envelope import derive_event_id
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_removed_event
 from streams.errors import InvalidEvent
+from tests.claude_cross_expected import PROJECT_DIR as CROSS_DIR
+from tests.claude_cross_expected import SESSION_D, SESSION_E
 from tests.fixtures_path import shared_dir
 from tests.oracle import claude_session_totals
 
@@ -421,3 +423,11 @@ def test_naive_usage_sum_overcounts_a_spotter_session(real_fixtures) -> None:
     assert spotter
     assert all(naive[s] >= tokens(deduped[s]) for s in deduped)
     assert any(naive[s] > tokens(deduped[s]) for s in spotter)
+
+
+def test_a_background_hand_off_says_so_on_its_context() -> None:
+    handoff = decide_file(CROSS_DIR / f"{SESSION_E}.jsonl")
+    kinds = {p.session_kind for p in payloads(handoff, "session.context")}
+    assert kinds == {"bg"}
+    origin = decide_file(CROSS_DIR / f"{SESSION_D}.jsonl")
+    assert {p.session_kind for p in payloads(origin, "session.context")} == {None}
