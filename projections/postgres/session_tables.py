@@ -12,6 +12,14 @@ and cost of ``sessions`` are *derived* from the child tables in the same transac
 incremented, so replays cannot skew them.
 ``usage`` is a view: tokens and cost per session, model and day.
 
+Responses several files hold (a resume, fork or background hand-off copies its origin's
+conversation; a Codex fork replays its parent's): after each batch the lineage of every session
+sharing a usage key with it is decided again by :mod:`projections.lineage` and stored as
+``resumed_from`` (or the declared ``forked_from``) and ``copied_until``; a session's main-file
+rows up to ``copied_until`` belong to its origin and every count, total, the ``usage`` view and
+the metrics leave them out (:func:`owned`). Batches take one advisory lock, so two workers
+never decide from each other's uncommitted rows.
+
 Agent-kept state (``session.state``) is stored per facet and merged per field, newest first, into
 the session row (slug, title, status, session type, dirs, current task, checkpoint, progress), so
 every kind of agent lands in the same columns. ``artifacts`` holds each artifact's newest
@@ -241,6 +249,11 @@ class SessionTables(PostgresProjection):
         self._subagents: set[tuple[str, str]] = set()
 
     async def apply(self, conn: asyncpg.Connection, records: list[Record]) -> None:
+        # Two workers deciding lineage at once would each miss the other's uncommitted facts:
+        # batches are serialized by a transaction-scoped advisory lock taken before any write
+        # (taken later, it could deadlock with the row locks of the upserts), so the second
+        # sees the first one's facts committed.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", LINEAGE_LOCK)
         rows: dict[str, list[tuple[Any, ...]]] = defaultdict(list)
         sessions: dict[str, list[Any]] = {}
         ids = sorted({record.value.session_id for record in records})
@@ -270,7 +283,7 @@ class SessionTables(PostgresProjection):
         usage key, or a declared or decided origin), store what changed, and return those ids.
 
         Only sessions with something shared are looked at, so a batch of ordinary sessions
-        costs one indexed lookup of its usage keys."""
+        costs one indexed lookup of its usage keys. The caller holds ``LINEAGE_LOCK``."""
         family = {r[0] for r in await conn.fetch(FAMILY_SEEDS, sorted(self._shared_keys), ids)}
         if not family:
             return set()
@@ -513,6 +526,7 @@ ON CONFLICT DO NOTHING
 # Codex usage keys are cumulative counters: equal across threads only within a declared fork.
 CODEX_KEY_PREFIX = "codex:"
 MAX_FAMILY_ROUNDS = 8
+LINEAGE_LOCK = 0x5E55_11EA  # pg_advisory_xact_lock key of the lineage decisions
 MAX_FAMILY = 500
 UPDATE_HINTS = """
 UPDATE sessions SET session_kind = coalesce(session_kind, $2),

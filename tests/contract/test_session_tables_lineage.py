@@ -9,6 +9,7 @@ that declares its parent drops the replayed prefix; a sub-agent file is linked b
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
 
@@ -171,3 +172,25 @@ async def test_a_sub_agent_file_is_linked_by_where_it_lives(pg_dsn: str) -> None
     row = (await fetch(pg_dsn, "SELECT subagents, prompts, subagent_prompts, output_tokens"
                                " FROM sessions WHERE id = 'K'"))[0]
     assert tuple(row) == (1, 1, 1, 17)
+
+
+async def test_two_workers_deciding_at_once_see_each_other(pg_dsn: str) -> None:
+    # Two writers (two workers, each with its partitions) apply the origin and its resume in
+    # concurrent transactions, again and again: the resume must always end up linked.
+    first, second = SessionTables(pg_dsn), SessionTables(pg_dsn)
+    await first.start()
+    await second.start()
+    try:
+        for attempt in range(8):
+            await first.reset()
+            origin, resume = (FILES["A"], FILES["B"]) if attempt % 2 else (FILES["B"], FILES["A"])
+            await asyncio.gather(
+                first.apply_batch([Record(SESSION_EVENTS.name, 0, i, e)
+                                   for i, e in enumerate(origin)]),
+                second.apply_batch([Record(SESSION_EVENTS.name, 1, i, e)
+                                    for i, e in enumerate(resume)]))
+            rows = await per_session(pg_dsn)
+            assert rows["B"] == EXPECTED["B"] and rows["A"] == EXPECTED["A"], attempt
+    finally:
+        await first.stop()
+        await second.stop()
