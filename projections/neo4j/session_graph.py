@@ -18,8 +18,9 @@ set) belong to the session ``f"{session_id}:{agent_id}"`` (see :func:`session_no
 its main session ``SPAWNED`` (linked by where the file lives, with or without a
 ``SubagentLinked``; a ``SubagentLinked`` adds its ``tool_use_id``, and one from another
 sub-agent's file links that sub-agent instead). So a session's own relationships count its own
-work only; ``(s)-[:SPAWNED*0..]->(x)`` spans the tree. Only main sessions hang off a
-``Project``, named by the first ``SessionContext.project`` (else ``cwd``) of the main file.
+work only (a fact a sub-agent file replays from its parent's stays the parent's, see Dedup);
+``(s)-[:SPAWNED*0..]->(x)`` spans the tree. Only main sessions hang off a ``Project``, named
+by the first ``SessionContext.project`` (else ``cwd``) of the main file.
 Session properties are order-insensitive (``started_at`` is the least ``occurred_at``,
 ``last_activity_at`` the greatest) or first-wins in offset order (slug, working_dir, project,
 and from the main file ``session_kind`` and ``forked_from``); the title of the highest rank wins
@@ -35,21 +36,32 @@ and responses timed at or before its ``copied_until`` belong to its origin and a
 its aggregates.
 
 Dedup: the same fact can arrive twice at different offsets (one ``tool_use_id`` on two lines,
-several usage reports of one response), so nothing is incremented. Each fact is MERGEd as a
-small keyed node hanging off its session: ``(:Session)-[:HAS_TOOL_CALL]->(:ToolCall {key,
-session_id, id, name, at})`` keyed by session and ``tool_use_id``,
-``(:Session)-[:HAS_FILE_ACCESS]->(:FileAccess {key, session_id, path, access, tool,
-tool_use_id, at})`` keyed by session, access, ``tool_use_id`` and path (``at`` is the earliest
-time seen), ``(:Session)-[:HAS_RESPONSE]->(:Response {key, session_id, message_key, model, at,
-input, output, cache_creation, cache_read, total})`` keyed by session and ``message_key``,
-where a report replaces the stored one only when its total is larger (the first wins a tie);
-``at`` is the line's ``timestamp``, else the event's ``occurred_at``. Then, in the same
+several usage reports of one response) and in two files of one session (a Codex sub-agent
+thread, filed under its parent's session, replays the parent's history with the same usage keys
+and tool ids), so nothing is incremented. Each fact is MERGEd as a small node keyed, like the
+Postgres rows, by the root session (``session_id``, never the sub-agent's node id):
+``(:ToolCall {key, session_id, agent_id, id, name, at})`` by ``tool_use_id``,
+``(:FileAccess {key, session_id, agent_id, path, access, tool, tool_use_id, at})`` by access,
+``tool_use_id`` and path, ``(:Response {key, session_id, agent_id, message_key, model, at,
+input, output, cache_creation, cache_read, total})`` by ``message_key``; ``at`` is the line's
+``timestamp``, else the event's ``occurred_at``. Of its reports one wins, by the total order of
+the Postgres store (see :func:`_rank`): for a response the larger total, then for every kind the
+smaller ``agent_id`` (the main file's ``None`` first), the earlier ``at``, then (responses) the
+smaller model; on a full tie the stored one stays. The winner's properties are stored, and the
+node hangs off its agent's session node, ``(:Session)-[:HAS_TOOL_CALL|HAS_FILE_ACCESS|
+HAS_RESPONSE]->``, exactly one relationship: when the winner's agent changes, the relationship
+moves (deleted from the old owner, created from the new one). So a replayed fact counts once,
+for the main session (a sub-agent's larger report of it, as in Postgres, for the sub-agent),
+and the lineage facts, the main session's responses, stay on the main node. Then, in the same
 transaction, lineage is re-decided and the aggregate relationships of every session the batch
-touched or whose lineage changed are deleted and recomputed from those nodes. Every write is
-one ``UNWIND $rows`` statement per kind per batch. The offsets make a re-applied batch a no-op,
-and a replay (``reset()`` then every record again) yields the same graph. A usage report
-without a model is billed under its session's latest context model, kept in
-``(:SessionModel {key, session, agent, model})`` nodes (see :mod:`projections.session_models`).
+touched, a fact moved away from, or whose lineage changed are deleted and recomputed from those
+nodes. Every batch first writes one bookkeeping node, ``(:LineageLock {id: 1})``, whose write
+lock (held until commit) serializes the batches of several workers, so no lineage is decided
+without the other worker's facts. Every write is one ``UNWIND $rows`` statement per kind per
+batch. The offsets make a
+re-applied batch a no-op, and a replay (``reset()`` then every record again) yields the same
+graph. A usage report without a model is billed under its session's latest context model, kept
+in ``(:SessionModel {key, session, agent, model})`` nodes (see :mod:`projections.session_models`).
 """
 
 from __future__ import annotations
@@ -115,7 +127,7 @@ class SessionGraph(Neo4jProjection):
           for label, key in [("Project", "name"), ("Session", "id"), ("Tool", "name"),
                              ("File", "path"), ("Model", "name"), ("ToolCall", "key"),
                              ("FileAccess", "key"), ("Response", "key"),
-                             ("SessionModel", "key")]),
+                             ("SessionModel", "key"), ("LineageLock", "id")]),
         *(f"CREATE INDEX {label.lower()}_{key} IF NOT EXISTS FOR (n:{label}) ON (n.{key})"
           for label, key in [("Response", "message_key"), ("Session", "resumed_from"),
                              ("Session", "forked_from")]),
@@ -125,6 +137,10 @@ class SessionGraph(Neo4jProjection):
     _models = SessionModels()
 
     async def apply(self, tx: neo4j.AsyncManagedTransaction, records: list[Record]) -> None:
+        # Two workers deciding lineage at once would each miss the other's uncommitted facts:
+        # every batch first write-locks one node (held until commit), so the second one reads
+        # the first one's facts committed.
+        await _run(tx, LOCK_LINEAGE, [1])
         batch = _Batch()
         ids = sorted({record.value.session_id for record in records})
         known = await (await tx.run(LOAD_MODELS, ids=ids)).data()
@@ -140,16 +156,17 @@ class SessionGraph(Neo4jProjection):
                 handler(self, batch, envelope)
         await _run(tx, UPSERT_SESSIONS, list(batch.sessions.values()))
         await _run(tx, UPSERT_SPAWNED, list(batch.spawned.values()))
-        await _run(tx, UPSERT_TOOL_CALLS, list(batch.tool_calls.values()))
-        await _run(tx, UPSERT_FILE_ACCESSES, list(batch.accesses.values()))
-        await _run(tx, UPSERT_RESPONSES, list(batch.responses.values()))
+        facts = [(UPSERT_TOOL_CALLS, RECOMPUTE_TOOLS, batch.tool_calls),
+                 (UPSERT_FILE_ACCESSES, RECOMPUTE_FILES, batch.accesses),
+                 (UPSERT_RESPONSES, RECOMPUTE_MODELS, batch.responses)]
+        # Per kind, the sessions that gained or kept a fact and those a fact moved away from.
+        owners = [{row["session"] for row in rows.values()}
+                  | await _moved(tx, upsert, list(rows.values())) for upsert, _, rows in facts]
         await _run(tx, UPSERT_MODELS, [{"session": s, "agent": a, "model": m}
                                        for s, a, m in self._models.changed()])
         changed = await self._relink(tx, ids, sorted(batch.shared_keys))
-        for statement, rows in [(RECOMPUTE_TOOLS, batch.tool_calls),
-                                (RECOMPUTE_FILES, batch.accesses),
-                                (RECOMPUTE_MODELS, batch.responses)]:
-            await _run(tx, statement, sorted({row["session"] for row in rows.values()} | changed))
+        for (_, recompute, _), sessions in zip(facts, owners, strict=True):
+            await _run(tx, recompute, sorted(sessions | changed))
 
     async def _relink(self, tx: neo4j.AsyncManagedTransaction, ids: list[str],
                       keys: list[str]) -> set[str]:
@@ -257,40 +274,30 @@ class SessionGraph(Neo4jProjection):
 
     def _tool_call(self, batch: _Batch, env: Any) -> None:
         p: ToolCalled = env.payload
-        session = session_node_id(env.session_id, p.agent_id)
-        key = f"{session}|{p.tool_use_id}"
-        at = p.timestamp or env.occurred_at
-        row = batch.tool_calls.setdefault(key, {"key": key, "session": session,
-                                                "id": p.tool_use_id, "name": p.name, "at": at})
-        row["at"] = min(row["at"], at)
+        _keep(batch.tool_calls, f"{env.session_id}|{p.tool_use_id}", env, {
+            "session_id": env.session_id, "agent_id": p.agent_id, "id": p.tool_use_id,
+            "name": p.name, "at": p.timestamp or env.occurred_at,
+        })
 
     def _file(self, batch: _Batch, env: Any) -> None:
         p: FileTouched = env.payload
-        session = session_node_id(env.session_id, p.agent_id)
-        key = f"{session}|{p.access}|{p.tool_use_id}|{p.path}"
-        at = p.timestamp or env.occurred_at
-        row = batch.accesses.setdefault(key, {
-            "key": key, "session": session, "path": p.path, "access": p.access, "tool": p.tool,
-            "tool_use_id": p.tool_use_id, "at": at,
+        _keep(batch.accesses, f"{env.session_id}|{p.access}|{p.tool_use_id}|{p.path}", env, {
+            "session_id": env.session_id, "agent_id": p.agent_id, "path": p.path,
+            "access": p.access, "tool": p.tool, "tool_use_id": p.tool_use_id,
+            "at": p.timestamp or env.occurred_at,
         })
-        row["at"] = min(row["at"], at)
 
     def _usage(self, batch: _Batch, env: Any) -> None:
         p: UsageReported = env.payload
-        session = session_node_id(env.session_id, p.agent_id)
         if p.agent_id is None and not p.message_key.startswith(CODEX_KEY_PREFIX):
             batch.shared_keys.add(p.message_key)
-        key = f"{session}|{p.message_key}"
-        known = batch.responses.get(key)
-        if known is not None and p.total <= known["props"]["total"]:
-            return
-        batch.responses[key] = {"key": key, "session": session, "props": {
-            "session_id": session, "message_key": p.message_key,
+        _keep(batch.responses, f"{env.session_id}|{p.message_key}", env, {
+            "session_id": env.session_id, "agent_id": p.agent_id, "message_key": p.message_key,
             "model": self._models.resolve(env), "at": p.timestamp or env.occurred_at,
             "input": p.input_tokens, "output": p.output_tokens,
             "cache_creation": p.cache_creation_5m_tokens + p.cache_creation_1h_tokens,
             "cache_read": p.cache_read_tokens, "total": p.total,
-        }}
+        })
 
     _HANDLERS: ClassVar[dict[type, Callable[..., None]]] = {
         SessionContext: _context, SessionTitled: _title, SessionFileRemoved: _removed,
@@ -299,11 +306,34 @@ class SessionGraph(Neo4jProjection):
     }
 
 
+def _rank(props: dict[str, Any]) -> tuple[Any, ...]:
+    """The total order of the reports of one fact, smallest wins (the Postgres store's):
+    a response's larger total, then (for all kinds) the main file before a sub-agent's (the
+    smaller ``agent_id``), the earlier ``at``, the smaller model."""
+    lead = (-props["total"],) if "total" in props else ()
+    tail = (props["model"],) if "total" in props else ()
+    return (*lead, props["agent_id"] or "", props["at"], *tail)
+
+
+def _keep(rows: dict[str, dict[str, Any]], key: str, env: Any, props: dict[str, Any]) -> None:
+    """Keep the winning report of the fact ``key`` within a batch (the first on a full tie),
+    with the node of its agent as its owner."""
+    known = rows.get(key)
+    if known is not None and not _rank(props) < _rank(known["props"]):
+        return
+    rows[key] = {"key": key, "session": session_node_id(env.session_id, props["agent_id"]),
+                 "props": props}
+
+
 def _native(value: Any) -> Any:
     """A driver temporal value as Python's (``None`` stays ``None``)."""
     return value.to_native() if hasattr(value, "to_native") else value
 
 
+LOCK_LINEAGE = """
+UNWIND $rows AS row
+MERGE (l:LineageLock {id: row}) SET l.batches = coalesce(l.batches, 0) + 1
+"""
 # The latest context model per session and sub-agent (billing of usage lines without one).
 LOAD_MODELS = """
 MATCH (c:SessionModel) WHERE c.session IN $ids
@@ -319,6 +349,14 @@ SET c.session = row.session, c.agent = row.agent, c.model = row.model
 async def _run(tx: neo4j.AsyncManagedTransaction, statement: str, rows: list[Any]) -> None:
     if rows:
         await (await tx.run(statement, rows=rows)).consume()
+
+
+async def _moved(tx: neo4j.AsyncManagedTransaction, statement: str, rows: list[Any]) -> set[str]:
+    """Run an ``_upsert_fact`` statement; the sessions a fact moved away from."""
+    if not rows:
+        return set()
+    found = await (await tx.run(statement, rows=rows)).data()
+    return {r["moved"] for r in found if r["moved"] is not None}
 
 
 UPSERT_SESSIONS = """
@@ -358,31 +396,36 @@ ON CREATE SET c.source = row.source, c.agent_id = row.agent_id, c.status = 'acti
 MERGE (p)-[r:SPAWNED]->(c)
 SET r.tool_use_id = coalesce(r.tool_use_id, row.tool_use_id)
 """
-UPSERT_TOOL_CALLS = """
+
+
+def _upsert_fact(label: str, rel: str, wins: str) -> str:
+    """MERGE a fact node by its key (root session and natural key); when the row's report
+    ``wins`` over the stored one (see :func:`_rank`; ``agent``/``held`` are the row's and the
+    stored ``agent_id`` or ``''``), take its properties and hang the node off the row's session
+    node, deleting the relationship from the previous owner, whose id is returned."""
+    return f"""
 UNWIND $rows AS row
-MATCH (s:Session {id: row.session})
-MERGE (c:ToolCall {key: row.key})
-ON CREATE SET c.session_id = row.session, c.id = row.id, c.name = row.name
-SET c.at = CASE WHEN c.at IS NULL OR row.at < c.at THEN row.at ELSE c.at END
-MERGE (s)-[:HAS_TOOL_CALL]->(c)
+MATCH (s:Session {{id: row.session}})
+MERGE (f:{label} {{key: row.key}})
+WITH s, row, f, coalesce(row.props.agent_id, '') AS agent, coalesce(f.agent_id, '') AS held
+WHERE f.at IS NULL OR {wins}
+SET f += row.props
+WITH s, f
+OPTIONAL MATCH (old:Session)-[h:{rel}]->(f) WHERE old <> s
+DELETE h
+MERGE (s)-[:{rel}]->(f)
+RETURN DISTINCT old.id AS moved
 """
-UPSERT_FILE_ACCESSES = """
-UNWIND $rows AS row
-MATCH (s:Session {id: row.session})
-MERGE (a:FileAccess {key: row.key})
-ON CREATE SET a.session_id = row.session, a.path = row.path, a.access = row.access,
-              a.tool = row.tool, a.tool_use_id = row.tool_use_id
-SET a.at = CASE WHEN a.at IS NULL OR row.at < a.at THEN row.at ELSE a.at END
-MERGE (s)-[:HAS_FILE_ACCESS]->(a)
-"""
-UPSERT_RESPONSES = """
-UNWIND $rows AS row
-MATCH (s:Session {id: row.session})
-MERGE (r:Response {key: row.key})
-ON CREATE SET r += row.props
-ON MATCH SET r += CASE WHEN row.props.total > r.total THEN row.props ELSE {} END
-MERGE (s)-[:HAS_RESPONSE]->(r)
-"""
+
+
+# The main file before a sub-agent's, then the earlier report.
+_EARLIER = "agent < held OR (agent = held AND row.props.at < f.at)"
+UPSERT_TOOL_CALLS = _upsert_fact("ToolCall", "HAS_TOOL_CALL", _EARLIER)
+UPSERT_FILE_ACCESSES = _upsert_fact("FileAccess", "HAS_FILE_ACCESS", _EARLIER)
+# The larger total, then the main file, the earlier report, the smaller model.
+UPSERT_RESPONSES = _upsert_fact("Response", "HAS_RESPONSE", """row.props.total > f.total
+    OR (row.props.total = f.total AND (agent < held OR (agent = held
+        AND (row.props.at < f.at OR (row.props.at = f.at AND row.props.model < f.model)))))""")
 # Lineage (see SessionGraph._relink and the FAMILY_* queries of the Postgres store). The
 # sessions to re-decide: those holding a key of the batch that another main session holds
 # too, the batch's sessions already in a lineage, and the sessions naming them as origin or

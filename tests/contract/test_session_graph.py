@@ -12,16 +12,19 @@ to its session by where it lives.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import neo4j
 import pytest
 
 from projections.base import Position, Record
 from projections.neo4j.session_graph import SessionGraph, session_node_id
+from projections.postgres.session_tables import SessionTables
 from schemas.events import (
     EventPayload,
     FileTouched,
@@ -116,9 +119,11 @@ async def rels(driver: neo4j.AsyncDriver, rel_type: str) -> list[tuple[Any, ...]
 
 
 async def dump(driver: neo4j.AsyncDriver) -> tuple[list[str], list[str]]:
-    """A canonical text form of the projection's graph (offset nodes excluded)."""
+    """A canonical text form of the projection's graph (bookkeeping nodes excluded: the
+    offsets and the lineage lock)."""
     nodes = await rows(driver, """
-        MATCH (n) WHERE NOT n:ProjectionOffset RETURN labels(n) AS l, properties(n) AS p""")
+        MATCH (n) WHERE NOT n:ProjectionOffset AND NOT n:LineageLock
+        RETURN labels(n) AS l, properties(n) AS p""")
     edges = await rows(driver, """
         MATCH (a)-[r]->(b) RETURN labels(a) AS la, properties(a) AS pa, type(r) AS t,
                                   properties(r) AS pr, labels(b) AS lb, properties(b) AS pb""")
@@ -172,7 +177,7 @@ async def test_builds_the_session_graph(graph: SessionGraph,
                           "cache_read": 0, "responses": 1}),
     ]
     labels = await rows(neo4j_driver, """
-        MATCH (n) WHERE NOT n:ProjectionOffset
+        MATCH (n) WHERE NOT n:ProjectionOffset AND NOT n:LineageLock
         RETURN labels(n)[0] AS label, count(*) AS n ORDER BY label""")
     assert {r["label"]: r["n"] for r in labels} == {
         "File": 2, "FileAccess": 4, "Model": 2, "Project": 1, "Response": 4, "Session": 2,
@@ -488,3 +493,200 @@ async def test_the_same_lineage_batch_twice_changes_nothing(
     assert await graph.apply_batch(records(events, start=len(events))) == len(events)
     assert await dump(neo4j_driver) == before
     assert (await per_session(neo4j_driver))["RESUMED_FROM"] == CHAIN_EXPECTED["RESUMED_FROM"]
+
+
+# -- a sub-agent thread replaying its parent's history ------------------------------------------
+
+GPT = "gpt-5"
+
+
+def codex_subagent() -> dict[str, list[SessionEvent]]:
+    """Codex thread P and its sub-agent thread S, filed under P (``agent_id`` S). S replays P's
+    history: the same usage keys (and totals) and tool call ids, one line stamped before P's
+    original, one after; then it makes a call and a tool call of its own."""
+    def line(payload: EventPayload, minute: int, agent: str | None = None) -> SessionEvent:
+        return _line(payload.model_copy(update={"agent_id": agent}), minute, "P", "codex")
+
+    def call(tool_use_id: str, name: str, path: str, minute: int,
+             agent: str | None = None) -> list[SessionEvent]:
+        return [line(ToolCalled(tool_use_id=tool_use_id, name=name), minute, agent),
+                line(FileTouched(path=path, tool=name, access="read", tool_use_id=tool_use_id),
+                     minute, agent)]
+
+    def tokens(key: str, n: int, minute: int, agent: str | None = None) -> SessionEvent:
+        return line(usage(key, None, input_tokens=n, output_tokens=1), minute, agent)
+
+    return {
+        "P": [line(SessionContext(cwd="/work/x", model=GPT), 0),
+              *call("call_1", "Read", "/work/x/a.py", 1), tokens("codex:T1:L1", 100, 1),
+              *call("call_2", "Bash", "/work/x/b.py", 2), tokens("codex:T2:L2", 200, 2)],
+        "S": [line(SessionContext(cwd="/work/x", model=GPT), 0, "S"),
+              # the replay: call 1 stamped earlier than P's line, call 2 later
+              *call("call_1", "Read", "/work/x/a.py", 0, "S"), tokens("codex:T1:L1", 100, 0, "S"),
+              *call("call_2", "Bash", "/work/x/b.py", 4, "S"), tokens("codex:T2:L2", 200, 4, "S"),
+              # its own work
+              *call("call_s", "Grep", "/work/x/c.py", 5, "S"), tokens("codex:T3:L3", 300, 5, "S")],
+    }
+
+
+SUBAGENT_EXPECTED = {
+    "sessions": [
+        {"id": "P", "resumed_from": None, "forked_from": None, "copied_until": None},
+        {"id": "P:S", "resumed_from": None, "forked_from": None, "copied_until": None}],
+    # P: its calls 1 and 2 (101 + 201); S: only its own call 3 (301)
+    "USED_MODEL": [("P", GPT, _opus(302, 2, 300, 2)), ("P:S", GPT, _opus(301, 1, 300, 1))],
+    "USED_TOOL": [("P", "Bash", {"count": 1}), ("P", "Read", {"count": 1}),
+                  ("P:S", "Grep", {"count": 1})],
+    "TOUCHED": [("P", "/work/x/a.py", {"reads": 1, "writes": 0}),
+                ("P", "/work/x/b.py", {"reads": 1, "writes": 0}),
+                ("P:S", "/work/x/c.py", {"reads": 1, "writes": 0})],
+    "RESUMED_FROM": [], "FORKED_FROM": [], "SPAWNED": [("P", "P:S", {})],
+}
+
+
+async def fact_owners(driver: neo4j.AsyncDriver) -> dict[tuple[str, str], list[str]]:
+    """``(label, natural key) -> [ids of the sessions it hangs off]`` of every fact node; each
+    checked to be keyed by its root session and to hang off its winning agent's node."""
+    found = await rows(driver, """
+        MATCH (f) WHERE f:Response OR f:ToolCall OR f:FileAccess
+        RETURN labels(f)[0] AS label, f.key AS key, f.session_id AS root,
+               properties(f).agent_id AS agent,
+               coalesce(f.message_key, f.tool_use_id, f.id) AS fact,
+               [(s:Session)-[:HAS_RESPONSE|HAS_TOOL_CALL|HAS_FILE_ACCESS]->(f) | s.id] AS owners
+        """)
+    for r in found:
+        assert r["key"].startswith(f"{r['root']}|"), r
+        assert r["owners"] == [session_node_id(r["root"], r["agent"])], r
+    return {(r["label"], r["fact"]): sorted(r["owners"]) for r in found}
+
+
+SUBAGENT_OWNERS = {
+    **{(label, fact): ["P"] for label in ("ToolCall", "FileAccess")
+       for fact in ("call_1", "call_2")},
+    ("ToolCall", "call_s"): ["P:S"], ("FileAccess", "call_s"): ["P:S"],
+    ("Response", "codex:T1:L1"): ["P"], ("Response", "codex:T2:L2"): ["P"],
+    ("Response", "codex:T3:L3"): ["P:S"],
+}
+
+
+async def test_a_sub_agent_replaying_its_parent_counts_each_fact_once_for_the_parent(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver) -> None:
+    files = codex_subagent()
+    runs = {
+        "main file first": [files["P"], files["S"]],
+        "sub-agent file first": [files["S"], files["P"]],
+        "one batch, interleaved": [[e for pair in itertools.zip_longest(files["S"], files["P"])
+                                    for e in pair if e is not None]],
+    }
+    graphs = set()
+    for name, batches in runs.items():
+        await graph.reset()
+        offset = 0
+        for batch in batches:
+            offset += await graph.apply_batch(records(batch, start=offset))
+        assert await per_session(neo4j_driver) == SUBAGENT_EXPECTED, name
+        assert await fact_owners(neo4j_driver) == SUBAGENT_OWNERS, name
+        # The tree counts every distinct usage key once.
+        tree = await rows(neo4j_driver, """
+            MATCH (:Session {id: 'P'})-[:SPAWNED*0..]->(s:Session)-[u:USED_MODEL]->(:Model)
+            RETURN sum(u.tokens) AS tokens, sum(u.responses) AS responses""")
+        assert tree == [{"tokens": 101 + 201 + 301, "responses": 3}], name
+        graphs.add(repr(await dump(neo4j_driver)))
+    assert len(graphs) == 1  # the same graph whatever the arrival order
+
+
+async def per_owner_in_postgres(dsn: str, batches: list[list[SessionEvent]],
+                                ) -> dict[str, tuple[int, int, int]]:
+    """What ``SessionTables`` gives each (session, agent), as the graph node id: ``(tokens,
+    responses, tool calls)``."""
+    tables = SessionTables(dsn)
+    await tables.start()
+    try:
+        await tables.reset()
+        offset = 0
+        for batch in batches:
+            offset += await tables.apply_batch(records(batch, start=offset))
+    finally:
+        await tables.stop()
+    conn = await asyncpg.connect(dsn)
+    try:
+        found = await conn.fetch("""
+            SELECT coalesce(u.session_id, t.session_id) AS session_id,
+                   coalesce(u.agent_id, t.agent_id) AS agent_id,
+                   coalesce(u.tokens, 0) AS tokens, coalesce(u.responses, 0) AS responses,
+                   coalesce(t.calls, 0) AS calls
+            FROM (SELECT session_id, agent_id, sum(total_tokens) AS tokens, count(*) AS responses
+                  FROM usage_facts GROUP BY 1, 2) u
+            FULL JOIN (SELECT session_id, agent_id, count(*) AS calls FROM tool_calls
+                       WHERE name IS NOT NULL GROUP BY 1, 2) t
+              ON u.session_id = t.session_id
+             AND u.agent_id IS NOT DISTINCT FROM t.agent_id""")
+    finally:
+        await conn.close()
+    return {session_node_id(r["session_id"], r["agent_id"]):
+            (r["tokens"], r["responses"], r["calls"]) for r in found}
+
+
+async def per_owner_in_graph(driver: neo4j.AsyncDriver) -> dict[str, tuple[int, int, int]]:
+    found = await rows(driver, """
+        MATCH (s:Session)
+        RETURN s.id AS id, COUNT { (s)-[:HAS_TOOL_CALL]->() } AS calls,
+               COLLECT { MATCH (s)-[:HAS_RESPONSE]->(r) RETURN r.total } AS totals""")
+    return {r["id"]: (sum(r["totals"]), len(r["totals"]), r["calls"]) for r in found
+            if r["totals"] or r["calls"]}
+
+
+async def test_a_larger_report_of_a_sub_agent_moves_the_fact_to_it_as_in_postgres(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver, pg_dsn: str) -> None:
+    files = codex_subagent()
+    # S reports P's second call again, later and larger: as in Postgres, the larger wins.
+    bigger = [_line(usage("codex:T2:L2", GPT, agent_id="S", input_tokens=200, output_tokens=50),
+                    6, "P", "codex")]
+    expected = {"P": (101, 1, 2), "P:S": (301 + 250, 2, 1)}
+    moved = [("P", GPT, _opus(101, 1, 100, 1)), ("P:S", GPT, _opus(551, 2, 500, 51))]
+    assert await per_owner_in_postgres(pg_dsn, [files["P"], files["S"], bigger]) == expected
+    for order in itertools.permutations(["P", "S", "bigger"]):
+        await graph.reset()
+        offset = 0
+        for name in order:
+            offset += await graph.apply_batch(
+                records(bigger if name == "bigger" else files[name], start=offset))
+        assert await per_owner_in_graph(neo4j_driver) == expected, order
+        assert (await per_session(neo4j_driver))["USED_MODEL"] == moved, order
+        assert (await fact_owners(neo4j_driver))[("Response", "codex:T2:L2")] == ["P:S"], order
+
+    # A still larger report from the main file moves it back; the sub-agent's aggregates lose
+    # it too.
+    back = [_line(usage("codex:T2:L2", GPT, input_tokens=200, output_tokens=80), 7, "P",
+                  "codex")]
+    await graph.apply_batch(records(back, start=offset))
+    expected = {"P": (101 + 280, 2, 2), "P:S": (301, 1, 1)}
+    assert await per_owner_in_postgres(pg_dsn, [files["P"], files["S"], bigger, back]) == expected
+    assert await per_owner_in_graph(neo4j_driver) == expected
+    assert (await per_session(neo4j_driver))["USED_MODEL"] == [
+        ("P", GPT, _opus(381, 2, 300, 81)), ("P:S", GPT, _opus(301, 1, 300, 1))]
+    assert (await fact_owners(neo4j_driver))[("Response", "codex:T2:L2")] == ["P"]
+
+
+async def test_two_workers_deciding_at_once_see_each_other(
+        stack: dict[str, str], neo4j_driver: neo4j.AsyncDriver) -> None:
+    """Two writers (two workers, each with its partitions) apply a file and its resume in
+    concurrent transactions, again and again: the resume always ends up linked."""
+    files = chain()
+    # in another folder, so no shared Project node happens to serialize the two transactions
+    files["B"][0] = event(SessionContext(cwd="/work/d", project="-work-d"), 0, "B")
+    first, second = SessionGraph(stack["neo4j"]), SessionGraph(stack["neo4j"])
+    await first.start()
+    await second.start()
+    try:
+        for attempt in range(6):
+            await first.reset()
+            one, other = ("A", "B") if attempt % 2 else ("B", "A")
+            await asyncio.gather(first.apply_batch(records(files[one], partition=0)),
+                                 second.apply_batch(records(files[other], partition=1)))
+            lineage = await rows(neo4j_driver, "MATCH (s:Session) RETURN s.id AS id, "
+                                               "s.resumed_from AS origin ORDER BY id")
+            assert lineage == [{"id": "A", "origin": None}, {"id": "B", "origin": "A"}], attempt
+    finally:
+        await first.stop()
+        await second.stop()

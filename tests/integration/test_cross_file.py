@@ -161,6 +161,13 @@ async def test_a_backfill_counts_every_response_once_for_its_writer(
         if run.ids[session] == k:
             own += sum(r["tokens"] for r in spawned)
         assert own == values["total_tokens"], claude.LABELS[session]
+    # Codex: the parent's tree (its sub-agents' nodes included) counts each call once
+    p = run.ids[codex.P]
+    tree, _, _ = await neo4j_driver.execute_query(
+        "MATCH (:Session {id: $p})-[:SPAWNED*0..]->(s:Session)-[m:USED_MODEL]->() "
+        "RETURN sum(m.tokens) AS tokens", p=p)
+    assert tree[0]["tokens"] == codex.EXPECTED[codex.P]["total_tokens"]
+    assert tokens[run.ids[codex.F]] == codex.EXPECTED[codex.F]["total_tokens"]
     links, _, _ = await neo4j_driver.execute_query(
         "MATCH (s:Session)-[l:RESUMED_FROM|FORKED_FROM]->(o:Session) WHERE s.id IN $ids "
         "RETURN s.id AS s, type(l) AS how, o.id AS o", ids=list(run.ids.values()))
