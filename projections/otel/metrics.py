@@ -2,15 +2,15 @@
 
 Nothing here increments a counter as events pass. Every monotonic total (sessions started and
 closed, tool calls, tokens, cost, events processed) is re-read by :meth:`SessionMetrics.refresh`
-from the tables the projections keep exactly-once (``sessions``, ``tool_calls``,
-``usage_facts`` without the prefixes sessions copied from their origin, see
-:mod:`projections.lineage`; ``projection_offsets``): a handful of ``GROUP BY`` queries in one
-read-only snapshot. The observable instruments report the last snapshot. A worker restarted
-after a crash (``SIGKILL`` mid-ingest included) therefore exports the same totals as one that never stopped:
-what is exported is a function of committed state, not of how often an event was seen. Until the
-first refresh succeeds nothing is reported (rather than zeros), so a restart never shows a drop
-to 0 that Prometheus would read as a counter reset. A projection ``reset()`` (replay) does lower
-the totals, which consumers see as an ordinary counter reset.
+from the tables the projections keep exactly-once (``sessions``, ``tool_calls``, ``usage_facts``
+without the prefixes sessions copied from their origin, see :mod:`projections.lineage`;
+``projection_offsets``): a handful of ``GROUP BY`` queries in one read-only snapshot. The
+observable instruments report the last snapshot. A worker restarted after a crash (``SIGKILL``
+mid-ingest included) therefore exports the same totals as one that never stopped: what is
+exported is a function of committed state, not of how often an event was seen. Until the first
+refresh succeeds nothing is reported (rather than zeros), so a restart never shows a drop to 0
+that Prometheus would read as a counter reset. A projection ``reset()`` (replay) does lower the
+totals, which consumers see as an ordinary counter reset.
 
 Tokens are exported as ``gen_ai.client.token.usage`` with the GenAI semantic-convention
 attributes: ``gen_ai.operation.name=chat``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
