@@ -332,7 +332,7 @@ def _native(value: Any) -> Any:
 
 LOCK_LINEAGE = """
 UNWIND $rows AS row
-MERGE (l:LineageLock {id: row}) SET l.batches = coalesce(l.batches, 0) + 1
+MERGE (l:LineageLock {id: row}) SET l.id = row
 """
 # The latest context model per session and sub-agent (billing of usage lines without one).
 LOAD_MODELS = """
