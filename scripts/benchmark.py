@@ -168,6 +168,8 @@ def _corpus(state: Path, copies: int, resumed: bool = False) -> tuple[Path, int]
                     text = text.replace(stem, f"{stem[:-4]}c{copy:03d}")
             target = target.with_name(target.name.replace(
                 path.stem, f"{path.stem[:-4]}c{copy:03d}") if path.stem in stems else target.name)
+            # ... and new API response ids: the same response under two sessions is a resume
+            text = text.replace('"msg_', f'"msg_c{copy:03d}').replace('"req_', f'"req_c{copy:03d}')
             target.write_text(text, encoding="utf-8")
             lines += text.count("\n")
             if resumed and "subagents" not in rel.parts and not path.name.startswith("agent-"):

@@ -142,7 +142,9 @@ async def test_every_source_lands_in_postgres_and_the_graph(
     main = rows[ids["7f3c2a10-5b6d-4e8f-9a01-23456789abcd"]]
     legacy = rows[ids["2b9e4d71-0c3a-4f5e-8d6b-7a8c9e0f1a2b"]]
     assert (main["source"], main["total_tokens"], main["subagents"]) == ("gemini-cli", 47850, 1)
-    assert (main["tool_calls"], main["tool_errors"], main["prompts"]) == (4, 2, 2)
+    # the sub-agent recording's task prompt is counted apart: no person typed it
+    assert (main["tool_calls"], main["tool_errors"], main["prompts"],
+            main["subagent_prompts"]) == (4, 2, 1, 1)
     assert main["title"] == "Fix the divide-by-zero test in calc.py"
     assert (legacy["total_tokens"], legacy["tool_calls"], legacy["prompts"]) == (20260, 1, 2)
     assert main["unpriced_models"] == legacy["unpriced_models"] == []

@@ -36,8 +36,13 @@ SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "claude" / "projec
 
 
 def _line_events(session: str, count: int = 3) -> list[dict[str, Any]]:
-    """The first ``count`` lines of a real Claude Code transcript, as a producer would send."""
-    lines = SAMPLE.read_text().splitlines()[:count]
+    """The first ``count`` lines of a real Claude Code transcript, as a producer would send.
+
+    Its API response ids are made this session's own: the same response under two session ids
+    is a copy (a resume), which counts for one of them only."""
+    tag = "".join(ch for ch in session if ch.isalnum())[-12:]
+    lines = [line.replace('"msg_', f'"msg_{tag}').replace('"req_', f'"req_{tag}')
+             for line in SAMPLE.read_text().splitlines()[:count]]
     offsets = [sum(len(x.encode()) + 1 for x in lines[:i]) for i in range(len(lines))]
     return [{"source": "claude-code", "session_id": session, "type": "file.line_appended",
              "occurred_at": "2026-03-02T09:00:00Z",
