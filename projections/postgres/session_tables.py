@@ -247,6 +247,7 @@ class SessionTables(PostgresProjection):
         self._lineage_hints: dict[str, tuple[str | None, str | None]] = {}
         self._shared_keys: set[str] = set()
         self._subagents: set[tuple[str, str]] = set()
+        self._facts_changed = False
 
     async def apply(self, conn: asyncpg.Connection, records: list[Record]) -> None:
         # Two workers deciding lineage at once would each miss the other's uncommitted facts:
@@ -259,6 +260,7 @@ class SessionTables(PostgresProjection):
         ids = sorted({record.value.session_id for record in records})
         self._models = SessionModels(tuple(r) for r in await conn.fetch(LOAD_MODELS, ids))
         self._lineage_hints, self._shared_keys, self._subagents = {}, set(), set()
+        self._facts_changed = False
         for record in records:
             envelope = record.value
             self._models.observe(envelope)
@@ -275,7 +277,9 @@ class SessionTables(PostgresProjection):
         await conn.executemany(UPSERT_MODEL, self._models.changed())
         await conn.executemany(UPDATE_HINTS, [(s, kind, parent) for s, (kind, parent)
                                               in sorted(self._lineage_hints.items())])
-        changed = await self._relink(conn, sorted(sessions))
+        # lineage reads main-file usage facts and the files' hints only: nothing else moves it
+        changed = (await self._relink(conn, sorted(sessions))
+                   if self._facts_changed or self._lineage_hints else set())
         await conn.execute(RECOMPUTE, sorted(set(sessions) | changed))
 
     async def _relink(self, conn: asyncpg.Connection, ids: list[str]) -> set[str]:
@@ -391,8 +395,10 @@ class SessionTables(PostgresProjection):
         cost = self.pricing.cost_of(model, p.input_tokens, p.output_tokens,
                                     p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
                                     p.cache_read_tokens, speed=p.speed)
-        if p.agent_id is None and not p.message_key.startswith(CODEX_KEY_PREFIX):
-            self._shared_keys.add(p.message_key)
+        if p.agent_id is None:
+            self._facts_changed = True
+            if not p.message_key.startswith(CODEX_KEY_PREFIX):
+                self._shared_keys.add(p.message_key)
         rows[UPSERT_USAGE].append((env.session_id, p.message_key, model, p.agent_id,
                                    _ts(p.timestamp, env), p.input_tokens, p.output_tokens,
                                    p.cache_creation_5m_tokens, p.cache_creation_1h_tokens,
