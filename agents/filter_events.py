@@ -95,7 +95,7 @@ def decide(policy: FilterPolicy, event: SessionEvent) -> list[SessionEvent]:
     """``event`` as the filtered topic carries it: always exactly one event, same ``event_id``.
 
     Pure; an event that the policy leaves untouched is returned as the same object. Use
-    ``functools.partial(decide, policy)`` as a :class:`~agents.flow.Flow`'s ``decide``.
+    ``functools.partial(decide, policy)`` as a :class:`~streams.stage.Stage`'s ``decide``.
     """
     payload = event.payload
     content_field = CONTENT_FIELDS.get(payload.kind)

@@ -12,6 +12,7 @@ faust here: the agent around :func:`decide` consumes, dead-letters :class:`Inval
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import PurePath
 from typing import Any, Literal
 
@@ -115,6 +116,7 @@ def _context(line: Line, event: FileChanged, common: Common) -> list[EventPayloa
     )]
 
 
+@lru_cache(maxsize=4096)  # asked per context line; one answer per file
 def _project(path: str) -> str | None:
     """The folder under ``projects/``: the parent of a main file or sibling agent file, or the
     parent of ``<session>/`` for files under ``<session>/subagents/`` (at any depth)."""

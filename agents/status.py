@@ -19,6 +19,7 @@ from aiokafka.errors import KafkaError
 from agents.endpoints import Endpoints
 from agents.projection_set import build_projections
 from agents.summarize_runner import GROUP_ID as SUMMARIZE_GROUP
+from agents.worker import FILTER_GROUP, PARSE_GROUP
 from streams.errors import SessionStreamError
 from streams.lag import committed_offsets, end_offsets
 from streams.settings import Settings
@@ -30,8 +31,6 @@ from streams.topics import FILE_CHANGES, SESSION_EVENTS
 __all__ = ["StatusRow", "collect_status"]
 
 logger = logging.getLogger(__name__)
-
-APP_GROUP = "sessionstream"
 
 
 @dataclass
@@ -92,8 +91,8 @@ async def collect_status(settings: Settings) -> list[StatusRow]:
         note = "broker not running"
 
     rows: list[StatusRow] = []
-    agents = (("parse_lines", APP_GROUP, FILE_CHANGES.name),
-              ("filter_events", APP_GROUP, SESSION_EVENTS.name),
+    agents = (("parse_lines", PARSE_GROUP, FILE_CHANGES.name),
+              ("filter_events", FILTER_GROUP, SESSION_EVENTS.name),
               ("summarize", SUMMARIZE_GROUP, SESSION_EVENTS.name))
     for name, group, topic in agents:
         position = None

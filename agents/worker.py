@@ -5,11 +5,12 @@
 * producers (one per source) publish raw lines to ``sessions.file-changes.v1``;
 * the ``parse_lines`` agent turns them into ``sessions.events.v1`` (one parser per source);
 * the ``filter_events`` agent writes the content-filtered copy, ``sessions.filtered.v1``;
+  both run on the batched :class:`~streams.stage.Stage` runtime, each in its own group;
 * the summarizer folds events into ``sessions.summaries.v1`` (open, update, close);
 * projection runners apply ``sessions.events.v1`` to Postgres and, when configured, Neo4j;
 * the metrics exporter serves totals derived from the Postgres state (restart-safe).
 
-Producers, the summarizer and projection runners run as faust tasks beside the agents, so one
+Stages, producers, the summarizer and projection runners run as faust tasks, so one
 process (or N, sharing partitions through their consumer groups) does the whole job.
 ``backfill`` mode re-reads the sources from the start, waits until every stage has caught up
 with exactly what was published, then stops the worker the way Ctrl-C would.
@@ -25,13 +26,11 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import faust
 from aiokafka import AIOKafkaProducer
 from opentelemetry.sdk.metrics import MeterProvider
 
 from agents import filter_events, parse_lines
 from agents.endpoints import Endpoints
-from agents.flow import Flow
 from agents.projection_set import build_projections
 from agents.sources import build_producers
 from agents.summarize_runner import SummarizeRunner
@@ -43,12 +42,14 @@ from projections.runner import ProjectionRunner
 from schemas.file_changes import FileChanged
 from schemas.telemetry import TelemetryKey, TelemetryPolledEvent
 from streams.app import create_app
+from streams.batches import BatchSender
 from streams.codecs import encode, encode_key
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.lag import end_offsets, lag_to
 from streams.producers.http_api import bind_api, serve_api
 from streams.producers.telemetry_poller import TelemetryPoller
 from streams.settings import Settings
+from streams.stage import PRODUCER_BATCH_BYTES, Stage
 from streams.topics import FILE_CHANGES, FILTERED, SESSION_EVENTS, TELEMETRY_POLLED
 
 __all__ = ["APP_ID", "Pipeline"]
@@ -56,6 +57,8 @@ __all__ = ["APP_ID", "Pipeline"]
 logger = logging.getLogger(__name__)
 
 APP_ID = "sessionstream"
+PARSE_GROUP = "sessionstream.parse_lines"
+FILTER_GROUP = "sessionstream.filter_events"
 
 Report = Callable[[str], None]
 
@@ -101,24 +104,26 @@ class Pipeline:
             update_interval=settings.summary_interval_s, pricing=pricing, report=report,
         )
         self._kafka: AIOKafkaProducer | None = None
+        self._lines: BatchSender | None = None
         self._published_ends: dict[int, int] = {}
         self._stop = asyncio.Event()
         self._register()
 
     def _register(self) -> None:
-        app = self.app
-        raw = {"key_serializer": "raw", "value_serializer": "raw"}
-        file_changes = app.topic(FILE_CHANGES.name, partitions=FILE_CHANGES.partitions, **raw)
-        events = app.topic(SESSION_EVENTS.name, partitions=SESSION_EVENTS.partitions, **raw)
-        filtered = app.topic(FILTERED.name, partitions=FILTERED.partitions, **raw)
-        self.parse = Flow("parse_lines", FILE_CHANGES.value, parse_lines.decide, events,
-                          app.topic(FILE_CHANGES.dlq, partitions=1, **raw))
+        app, bootstrap = self.app, self.endpoints.bootstrap
+        # The faust app's group before the stages had their own: an upgrade resumes there.
+        self.parse = Stage("parse_lines", bootstrap, source=FILE_CHANGES.name,
+                           schema=FILE_CHANGES.value, decide=parse_lines.decide,
+                           target=SESSION_EVENTS.name, dlq=FILE_CHANGES.dlq,
+                           group_id=PARSE_GROUP, legacy_group=APP_ID)
         policy = filter_events.FilterPolicy.from_mapping(self.settings.content_modes)
-        self.filter = Flow("filter_events", SESSION_EVENTS.value,
-                           functools.partial(filter_events.decide, policy), filtered,
-                           app.topic(SESSION_EVENTS.dlq, partitions=1, **raw))
-        for flow, topic in ((self.parse, file_changes), (self.filter, events)):
-            app.agent(topic, name=flow.name)(self._agent_for(flow))
+        self.filter = Stage("filter_events", bootstrap, source=SESSION_EVENTS.name,
+                            schema=SESSION_EVENTS.value,
+                            decide=functools.partial(filter_events.decide, policy),
+                            target=FILTERED.name, dlq=SESSION_EVENTS.dlq,
+                            group_id=FILTER_GROUP, legacy_group=APP_ID)
+        for stage in (self.parse, self.filter):
+            app.task(self._stage_task(stage))
         app.task(self._run_producers)
         app.task(self._run_summarizer)
         for runner in self.projections:
@@ -131,12 +136,12 @@ class Pipeline:
             app.task(self._run_api)
 
     @staticmethod
-    def _agent_for(flow: Flow) -> Callable[[faust.StreamT], Any]:
-        async def agent(stream: faust.StreamT) -> None:
-            await flow(stream)
+    def _stage_task(stage: Stage) -> Callable[[], Any]:
+        async def run_stage() -> None:
+            await stage.run()
 
-        agent.__name__ = flow.name
-        return agent
+        run_stage.__name__ = stage.name
+        return run_stage
 
     def _task_for(self, runner: ProjectionRunner) -> Callable[[], Any]:
         async def run_projection() -> None:
@@ -164,18 +169,19 @@ class Pipeline:
                 await runner.projection.stop()
 
     async def _publish(self, batch: list[FileChanged]) -> None:
-        assert self._kafka is not None
-        futures = [await self._kafka.send(FILE_CHANGES.name, encode(e),
-                                          key=encode_key(e.source, e.session_id))
-                   for e in batch]
-        for meta in await asyncio.gather(*futures):
-            self._published_ends[meta.partition] = max(
-                self._published_ends.get(meta.partition, 0), meta.offset + 1)
+        assert self._lines is not None
+        for e in batch:
+            await self._lines.add(encode_key(e.source, e.session_id), encode(e))
+        for partition, end in (await self._lines.flush()).items():
+            self._published_ends[partition] = max(self._published_ends.get(partition, 0), end)
 
     async def _run_producers(self) -> None:
         self._kafka = AIOKafkaProducer(bootstrap_servers=self.endpoints.bootstrap, acks="all",
-                                       linger_ms=5, retry_backoff_ms=RETRY_BACKOFF_MS)
+                                       max_batch_size=PRODUCER_BATCH_BYTES,
+                                       retry_backoff_ms=RETRY_BACKOFF_MS)
         await self._kafka.start()
+        self._lines = BatchSender(self._kafka, FILE_CHANGES.name)
+        await self._lines.start()
         try:
             if self.backfill:
                 await self._backfill()
@@ -264,10 +270,10 @@ class Pipeline:
         lines_end = await end_offsets(bootstrap, FILE_CHANGES.name)
         events_end = await end_offsets(bootstrap, SESSION_EVENTS.name)
         while True:
-            lags = {"parse": await lag_to(bootstrap, APP_ID, FILE_CHANGES.name,
+            lags = {"parse": await lag_to(bootstrap, PARSE_GROUP, FILE_CHANGES.name,
                                           _merge(lines_end, self._published_ends))}
             events = _merge(events_end, self.parse.produced_ends)
-            lags["filter"] = await lag_to(bootstrap, APP_ID, SESSION_EVENTS.name, events)
+            lags["filter"] = await lag_to(bootstrap, FILTER_GROUP, SESSION_EVENTS.name, events)
             lags["summarize"] = await lag_to(bootstrap, self.summarizer.group_id,
                                              SESSION_EVENTS.name, events)
             for runner in self.projections:

@@ -196,12 +196,15 @@ def _write_resume(origin: Path) -> int:
 def _throughput(args: argparse.Namespace, state: Path) -> None:
     source, lines = _corpus(state, args.copies, args.resumed)
     env = _env(state)
+    command = [*CLI, "backfill", "--source", str(source)]
+    if args.profile:
+        command = _profiled(command, args.profile)
     started = time.perf_counter()
-    worker = subprocess.Popen([*CLI, "backfill", "--source", str(source)], env=env,
+    worker = subprocess.Popen(command, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     peak = 0.0
     while worker.poll() is None:
-        peak = max(peak, _rss_now_mb(worker.pid))
+        peak = max(peak, _tree_rss_mb(worker.pid) if args.profile else _rss_now_mb(worker.pid))
         time.sleep(0.1)
     elapsed = time.perf_counter() - started
     output = worker.stdout.read() if worker.stdout else ""
@@ -211,6 +214,46 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
     print(f"backfill of {lines} lines ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of "
           f"the fixtures{what}): {elapsed:.1f} s wall (including start-up), "
           f"{lines / elapsed:,.0f} lines/s; worker peak RSS {peak:.0f} MB")
+    if args.profile:
+        _print_profile(Path(args.profile))
+
+
+def _profiled(command: list[str], out: str) -> list[str]:
+    """``command`` under py-spy (a sampling profiler: the worker runs at full speed), writing
+    collapsed stacks to ``out``."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
+    return [spy, "record", "--format", "raw", "--rate", "200", "-o", out, "--", *command]
+
+
+def _print_profile(path: Path, top: int = 25) -> None:
+    """The functions with the most samples, inclusive (on the stack) and self (on top)."""
+    inclusive: dict[str, int] = {}
+    own: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = [f.split(" (")[0] + " (" + f.split(" (")[-1].split(":")[0].rsplit("/", 1)[-1]
+                  if " (" in f else f for f in stack.split(";")]
+        n = int(count)
+        total += n
+        for frame in set(frames):
+            inclusive[frame] = inclusive.get(frame, 0) + n
+        own[frames[-1]] = own.get(frames[-1], 0) + n
+    for title, table in (("inclusive", inclusive), ("self", own)):
+        print(f"\nprofile, {title} (% of {total} samples):")
+        for frame, n in sorted(table.items(), key=lambda kv: -kv[1])[:top]:
+            print(f"  {100 * n / total:5.1f}%  {frame}")
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of ``pid``'s children (the worker under the profiler)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    return sum(_rss_now_mb(int(child)) for child in children)
 
 
 def _restart(args: argparse.Namespace, state: Path) -> None:
@@ -293,6 +336,9 @@ def main() -> None:
     thr.add_argument("--copies", type=int, default=1)
     thr.add_argument("--resumed", action="store_true",
                      help="add a resume of every session (cross-file lookups on every batch)")
+    thr.add_argument("--profile", metavar="FILE",
+                     help="sample the worker with py-spy into FILE (collapsed stacks) and "
+                          "print the hottest functions")
     rst = sub.add_parser("restart", help="after a backfill and a full stop: time to "
                                          "'watching', lines re-read, CPU")
     rst.add_argument("--copies", type=int, default=1)

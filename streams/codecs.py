@@ -8,6 +8,7 @@ caller can dead-letter the record with a reason a human can act on.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
@@ -53,7 +54,9 @@ def encode_record(model: BaseModel, limit: int = MAX_RECORD_BYTES) -> bytes:
     return value
 
 
+@lru_cache(maxsize=65_536)
 def encode_key(source: str, session_id: str) -> bytes:
+    """The key of every session topic (cached: a session's key is asked for per event)."""
     return SessionKey(source=source, session_id=session_id).model_dump_json().encode()
 
 

@@ -100,7 +100,9 @@ def _decode(raw: bytes) -> str:
 
 
 def _payload(key: str, pos: Position, offset: int, line_no: int, line: str = "") -> FileLine:
-    return FileLine(
+    # Built from values this module produced (a path, offsets, decoded text), so validating
+    # each line again would only cost time: construct without validation.
+    return FileLine.model_construct(
         path=key,
         offset=offset,
         line_no=line_no,
