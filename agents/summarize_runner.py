@@ -27,9 +27,11 @@ from aiokafka.structs import ConsumerRecord
 from agents.summarize_sessions import Summarizer
 from projections.pricing import PricingTable
 from schemas.summaries import SessionSummaryEvent
+from streams.batches import BatchSender
 from streams.codecs import dead_letter, decode, encode, encode_key
 from streams.errors import InvalidEvent
 from streams.kafka_backoff import RETRY_BACKOFF_MS
+from streams.stage import PRODUCER_BATCH_BYTES
 from streams.topics import SESSION_EVENTS, SUMMARIES
 
 __all__ = ["GROUP_ID", "SummarizeRunner"]
@@ -63,7 +65,7 @@ class SummarizeRunner:
                  update_interval: float = 10.0, tick_interval: float = 1.0,
                  pricing: PricingTable | None = None,
                  source_topic: str = SESSION_EVENTS.name, target_topic: str = SUMMARIES.name,
-                 group_id: str = GROUP_ID, batch_size: int = 500,
+                 group_id: str = GROUP_ID, batch_size: int = 5000,
                  session_timeout_ms: int = 10_000,
                  report: Callable[[str], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -88,6 +90,7 @@ class SummarizeRunner:
         self.emitted = 0  # summaries confirmed by the broker
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self._sender: BatchSender | None = None
         self._stopping = asyncio.Event()
         self._lock = asyncio.Lock()  # one of: live batch, tick, rebuild, release
 
@@ -99,6 +102,7 @@ class SummarizeRunner:
         """Consume, summarize and publish until :meth:`stop` is called. Pending updates are
         published before the consumer leaves; offsets are committed per confirmed batch."""
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
+                                         max_batch_size=PRODUCER_BATCH_BYTES,
                                          retry_backoff_ms=RETRY_BACKOFF_MS)
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
@@ -107,7 +111,9 @@ class SummarizeRunner:
             max_poll_records=self.batch_size, retry_backoff_ms=RETRY_BACKOFF_MS,
         )
         await self.producer.start()
+        self._sender = BatchSender(self.producer, self.target_topic)
         try:
+            await self._sender.start()
             self.consumer.subscribe([self.source_topic], listener=_Rebuild(self))
             await self.consumer.start()
             try:
@@ -126,47 +132,54 @@ class SummarizeRunner:
         assert self.consumer is not None
         next_tick = time.monotonic() + self.tick_interval
         while not self._stopping.is_set():
-            batch = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+            batch = await self.consumer.getmany(timeout_ms=100, max_records=self.batch_size)
             # aiokafka starts fetching a new assignment before its listener has returned: the
             # lock keeps live records away from a partition while its state is rebuilt.
             async with self._lock:
                 assigned = self.consumer.assignment()
-                for tp, records in batch.items():
-                    if records and tp in assigned:
-                        await self._handle(tp, records)
+                mine = {tp: records for tp, records in batch.items()
+                        if records and tp in assigned}
+                if mine:
+                    await self._handle(mine)
                 if time.monotonic() >= next_tick:
                     now = self.clock()
                     await self._publish([s for z in self.summarizers.values()
                                          for s in z.tick(now)])
                     next_tick = time.monotonic() + self.tick_interval
 
-    async def _handle(self, tp: TopicPartition, records: list[ConsumerRecord]) -> None:
-        summarizer = self.summarizers.setdefault(tp.partition, self._summarizer())
-        start = self._positions.get(tp.partition, 0)
+    async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Fold every partition's records, publish their summaries, commit once."""
         outputs: list[SessionSummaryEvent] = []
-        for record in records:
-            if record.offset < start:
-                continue
-            try:
-                outputs += summarizer.apply(decode(SESSION_EVENTS.value, record.value),
-                                            self.clock())
-            except Exception as exc:  # noqa: BLE001
-                # One record the summarizer cannot fold (a bad record, a shape nobody foresaw)
-                # is dead-lettered with the reason; it must not stop every session behind it.
-                await self._dead_letter(record, exc)
+        ends: dict[TopicPartition, int] = {}
+        for tp, records in batch.items():
+            summarizer = self.summarizers.setdefault(tp.partition, self._summarizer())
+            start = self._positions.get(tp.partition, 0)
+            now = self.clock()
+            for record in records:
+                if record.offset < start:
+                    continue
+                try:
+                    outputs += summarizer.apply(decode(SESSION_EVENTS.value, record.value), now)
+                except Exception as exc:  # noqa: BLE001
+                    # One record the summarizer cannot fold (a bad record, a shape nobody
+                    # foresaw) is dead-lettered with the reason; it must not stop every
+                    # session behind it.
+                    await self._dead_letter(record, exc)
+            ends[tp] = records[-1].offset + 1
+            self.processed += len(records)
         await self._publish(outputs)
         assert self.consumer is not None
-        end = records[-1].offset + 1
         try:
-            await self.consumer.commit({tp: end})
+            await self.consumer.commit(ends)
         except (CommitFailedError, IllegalStateError) as exc:
-            # The partition is being moved: whoever gets it (us included) rebuilds its state.
-            logger.warning("summarize could not commit %s[%s]@%s: %s", tp.topic, tp.partition,
-                           end, exc)
-            self._positions.pop(tp.partition, None)
+            # A partition is being moved: whoever gets it (us included) rebuilds its state.
+            logger.warning("summarize could not commit %s: %s",
+                           {f"{tp.topic}[{tp.partition}]": end for tp, end in ends.items()}, exc)
+            for tp in ends:
+                self._positions.pop(tp.partition, None)
         else:
-            self._positions[tp.partition] = end
-        self.processed += len(records)
+            for tp, end in ends.items():
+                self._positions[tp.partition] = end
 
     async def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
         """``record`` to the events' dead-letter topic, original key kept, and counted."""
@@ -185,13 +198,12 @@ class SummarizeRunner:
         """Send ``summaries`` in order and return once the broker confirmed every one."""
         if not summaries:
             return
-        assert self.producer is not None
-        futures = [await self.producer.send(self.target_topic, encode(s),
-                                            key=encode_key(s.source, s.session_id))
-                   for s in summaries]
-        for meta in await asyncio.gather(*futures):
-            self.produced_ends[meta.partition] = max(
-                self.produced_ends.get(meta.partition, 0), meta.offset + 1)
+        assert self._sender is not None
+        for summary in summaries:
+            await self._sender.add(encode_key(summary.source, summary.session_id),
+                                   encode(summary))
+        for partition, end in (await self._sender.flush()).items():
+            self.produced_ends[partition] = max(self.produced_ends.get(partition, 0), end)
         self.emitted += len(summaries)
 
     async def release(self, revoked: set[TopicPartition]) -> None:

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import signal
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -43,7 +44,7 @@ from schemas.file_changes import FileChanged
 from schemas.telemetry import TelemetryKey, TelemetryPolledEvent
 from streams.app import create_app
 from streams.batches import BatchSender
-from streams.codecs import encode, encode_key
+from streams.codecs import encode, encode_file_change, encode_key
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.lag import end_offsets, lag_to
 from streams.producers.http_api import bind_api, serve_api
@@ -171,7 +172,7 @@ class Pipeline:
     async def _publish(self, batch: list[FileChanged]) -> None:
         assert self._lines is not None
         for e in batch:
-            await self._lines.add(encode_key(e.source, e.session_id), encode(e))
+            await self._lines.add(encode_key(e.source, e.session_id), encode_file_change(e))
         for partition, end in (await self._lines.flush()).items():
             self._published_ends[partition] = max(self._published_ends.get(partition, 0), end)
 
@@ -269,6 +270,7 @@ class Pipeline:
         bootstrap = self.endpoints.bootstrap
         lines_end = await end_offsets(bootstrap, FILE_CHANGES.name)
         events_end = await end_offsets(bootstrap, SESSION_EVENTS.name)
+        reported = time.monotonic()
         while True:
             lags = {"parse": await lag_to(bootstrap, PARSE_GROUP, FILE_CHANGES.name,
                                           _merge(lines_end, self._published_ends))}
@@ -281,10 +283,12 @@ class Pipeline:
                     bootstrap, runner.group_id, runner.topic, await self._targets(runner, events))
             if sum(lags.values()) == 0:
                 # One summarizer tick after the last event: closes of idle sessions go out.
-                await asyncio.sleep(self.summarizer.tick_interval + 0.5)
+                await asyncio.sleep(self.summarizer.tick_interval + 0.1)
                 return
-            self.report("  remaining: " + ", ".join(f"{k}={v}" for k, v in lags.items()))
-            await asyncio.sleep(1.0)
+            if time.monotonic() - reported >= 1.0:  # checked often, reported once a second
+                self.report("  remaining: " + ", ".join(f"{k}={v}" for k, v in lags.items()))
+                reported = time.monotonic()
+            await asyncio.sleep(0.1)
 
 
 def _merge(*targets: dict[int, int]) -> dict[int, int]:

@@ -45,7 +45,7 @@ class _SeekToStore(ConsumerRebalanceListener):  # type: ignore[misc]
 class ProjectionRunner:
     """Runs ``projection`` against ``bootstrap`` until :meth:`stop`."""
 
-    def __init__(self, projection: Projection, bootstrap: str, *, batch_size: int = 2000,
+    def __init__(self, projection: Projection, bootstrap: str, *, batch_size: int = 5000,
                  on_applied: Callable[[str, int, float], None] | None = None,
                  group_id: str | None = None) -> None:
         self.projection = projection
@@ -84,6 +84,7 @@ class ProjectionRunner:
             bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
             auto_offset_reset="earliest", session_timeout_ms=10_000, heartbeat_interval_ms=3_000,
             max_poll_records=self.batch_size, retry_backoff_ms=RETRY_BACKOFF_MS,
+            fetch_max_wait_ms=100, max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
                                          retry_backoff_ms=RETRY_BACKOFF_MS)
@@ -92,11 +93,10 @@ class ProjectionRunner:
         await self.consumer.start()
         try:
             while not self._stopping.is_set():
-                batch = await self.consumer.getmany(timeout_ms=200, max_records=self.batch_size)
+                batch = await self.consumer.getmany(timeout_ms=100, max_records=self.batch_size)
                 self.idle = not any(batch.values())
-                for tp, messages in batch.items():
-                    if messages:
-                        await self._handle(tp, messages)
+                if not self.idle:
+                    await self._handle(batch)
         finally:
             await self.consumer.stop()
             await self.producer.stop()
@@ -104,31 +104,41 @@ class ProjectionRunner:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def _handle(self, tp: TopicPartition, messages: list[ConsumerRecord]) -> None:
-        expected = self._expected.get(tp)
-        if expected is None:
-            return  # not (yet) assigned through the listener
-        messages = [m for m in messages if m.offset >= expected]
-        if not messages or messages[0].offset != expected:
-            if messages:
-                logger.debug("projection=%s drops a fetch of %s from %s (store at %s)",
-                             self.projection.name, tp, messages[0].offset, expected)
+    async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Apply what ``batch`` holds past the store's position, every partition in one
+        transaction (fewer, larger transactions: the per-session totals are derived once per
+        batch), then tell the group (informational: the store holds the position)."""
+        fresh: dict[TopicPartition, list[ConsumerRecord]] = {}
+        for tp, messages in batch.items():
+            expected = self._expected.get(tp)
+            if expected is None:
+                continue  # not (yet) assigned through the listener
+            messages = [m for m in messages if m.offset >= expected]
+            if not messages or messages[0].offset != expected:
+                if messages:
+                    logger.debug("projection=%s drops a fetch of %s from %s (store at %s)",
+                                 self.projection.name, tp, messages[0].offset, expected)
+                continue
+            self._expected[tp] = messages[-1].offset + 1
+            fresh[tp] = messages
+        if not fresh:
             return
-        self._expected[tp] = messages[-1].offset + 1
-        records = [await self._decoded(m) for m in messages]
+        records = [await self._decoded(m) for messages in fresh.values() for m in messages]
         started = time.monotonic()
         applied = await self._apply_with_retry(records)
         self.applied += applied
         if self.on_applied is not None:
             self.on_applied(self.projection.name, applied, time.monotonic() - started)
         assert self.consumer is not None
-        self.next_offsets[tp.partition] = messages[-1].offset + 1
+        ends = {tp: messages[-1].offset + 1 for tp, messages in fresh.items()}
+        for tp, end in ends.items():
+            self.next_offsets[tp.partition] = end
         try:
-            await self.consumer.commit({tp: messages[-1].offset + 1})
+            await self.consumer.commit(ends)
         except KafkaError as exc:  # e.g. the partition was just revoked by a rebalance
             # Informational only: the store holds the position, committed with the data.
             logger.info("projection=%s could not commit %s to the group (%s); the store "
-                        "keeps its position", self.projection.name, tp, exc)
+                        "keeps its position", self.projection.name, sorted(ends), exc)
 
     async def _decoded(self, message: ConsumerRecord) -> Record:
         try:

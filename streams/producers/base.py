@@ -54,7 +54,7 @@ Progress = Callable[[int, int], None]
 BATCH_SIZE = 500  # events per publish call
 CHUNK_BYTES = 8 * 1024 * 1024  # bounds memory per read when a file holds huge lines
 HEAD_BYTES = 4096  # the published head whose digest tells an append from a rewrite
-DEBOUNCE_S = 0.05  # a burst of writes settles into one scan
+DEBOUNCE_S = 0.01  # a burst of writes settles into one scan (one write is one event)
 _WAKE_EVENTS = frozenset({"created", "modified", "moved", "deleted"})
 
 
