@@ -28,7 +28,7 @@ from agents.summarize_sessions import Summarizer
 from projections.pricing import PricingTable
 from schemas.summaries import SessionSummaryEvent
 from streams.batches import BatchSender
-from streams.codecs import dead_letter, decode, encode, encode_key
+from streams.codecs import dead_letter, decode_shared, encode, encode_key
 from streams.errors import InvalidEvent
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.stage import PRODUCER_BATCH_BYTES
@@ -159,7 +159,8 @@ class SummarizeRunner:
                 if record.offset < start:
                     continue
                 try:
-                    outputs += summarizer.apply(decode(SESSION_EVENTS.value, record.value), now)
+                    outputs += summarizer.apply(decode_shared(SESSION_EVENTS.value, record.value),
+                                                   now)
                 except Exception as exc:  # noqa: BLE001
                     # One record the summarizer cannot fold (a bad record, a shape nobody
                     # foresaw) is dead-lettered with the reason; it must not stop every
@@ -288,7 +289,7 @@ class SummarizeRunner:
                 if tp not in remaining or record.offset >= remaining[tp]:
                     break
                 try:
-                    summarizer.fold(decode(SESSION_EVENTS.value, record.value))
+                    summarizer.fold(decode_shared(SESSION_EVENTS.value, record.value))
                 except Exception:  # noqa: BLE001, S112
                     continue  # dead-lettered when it was consumed live
                 folded += 1

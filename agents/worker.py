@@ -122,7 +122,7 @@ class Pipeline:
                             schema=SESSION_EVENTS.value,
                             decide=functools.partial(filter_events.decide, policy),
                             target=FILTERED.name, dlq=SESSION_EVENTS.dlq,
-                            group_id=FILTER_GROUP, legacy_group=APP_ID)
+                            group_id=FILTER_GROUP, legacy_group=APP_ID, shared_decode=True)
         for stage in (self.parse, self.filter):
             app.task(self._stage_task(stage))
         app.task(self._run_producers)

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from projections.base import Projection, Record
-from streams.codecs import dead_letter, decode
+from streams.codecs import dead_letter, decode_shared
 from streams.errors import InvalidEvent, ProjectionRejected, ProjectionUnavailable
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 
@@ -142,7 +142,7 @@ class ProjectionRunner:
 
     async def _decoded(self, message: ConsumerRecord) -> Record:
         try:
-            value = decode(self.projection.source.value, message.value)
+            value = decode_shared(self.projection.source.value, message.value)
         except InvalidEvent as exc:
             await self._dead_letter(message, exc)
             value = None  # applied as a no-op so the position still moves past it

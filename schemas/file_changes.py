@@ -58,15 +58,20 @@ class FileLine(BaseModel):
 FileChanged = Envelope[FileLine]
 
 
-def file_line_event(source: str, session_id: str, line: FileLine) -> FileChanged:
-    """The event for one complete line; its id is (source, path, offset)."""
-    return FileChanged(
+def file_line_event(source: str, session_id: str, line: FileLine, *,
+                    validate: bool = True) -> FileChanged:
+    """The event for one complete line; its id is (source, path, offset). ``validate=False``
+    skips validation, for a producer whose values are valid by construction (it costs more
+    than building the event)."""
+    build = FileChanged if validate else FileChanged.model_construct
+    return build(
         event_id=derive_event_id(source, line.path, line.offset),
         source=source,
         type="file.line_appended",
         occurred_at=line.mtime,
         session_id=session_id,
         payload=line,
+        schema_version=1,
     )
 
 

@@ -224,7 +224,7 @@ def _profiled(command: list[str], out: str) -> list[str]:
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         raise SystemExit("--profile needs py-spy: .venv/bin/pip install py-spy")
-    return [spy, "record", "--format", "raw", "--rate", "200", "-o", out, "--", *command]
+    return [spy, "record", "--gil", "--format", "raw", "--rate", "200", "-o", out, "--", *command]
 
 
 def _print_profile(path: Path, top: int = 25) -> None:

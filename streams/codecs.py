@@ -21,8 +21,8 @@ from schemas.file_changes import FileChanged
 from schemas.limits import MAX_RECORD_BYTES, strip_nul_escapes
 from streams.errors import InvalidEvent
 
-__all__ = ["dead_letter", "decode", "encode", "encode_file_change", "encode_key",
-           "encode_record"]
+__all__ = ["SHARED_DECODE_BYTES", "dead_letter", "decode", "decode_shared", "encode",
+           "encode_file_change", "encode_key", "encode_record"]
 
 _ADAPTERS: dict[int, TypeAdapter[Any]] = {}
 # A dead letter must fit one record itself: the original value (which may be the reason it
@@ -90,6 +90,36 @@ def decode(schema: object, raw: bytes | None, what: str = "value") -> Any:
             for err in exc.errors()[:10]
         )
         raise InvalidEvent(f"{what} does not match its schema: {problems}") from exc
+
+
+SHARED_DECODE_BYTES = 8 * 1024 * 1024
+"""How many bytes of records :func:`decode_shared` remembers (their models take about as
+much again)."""
+_shared: dict[tuple[int, bytes], Any] = {}
+_shared_bytes = 0
+
+
+def decode_shared(schema: object, raw: bytes | None, what: str = "value") -> Any:
+    """:func:`decode`, remembered for the most recent records (:data:`SHARED_DECODE_BYTES`):
+    the consumers of one topic in one process (the filter stage, the summarizer, the
+    projections) read the same bytes at about the same time, and the first one's validation
+    serves the others.
+
+    Decoding is a pure function of the bytes and the models are frozen, so sharing the result
+    is safe; a record that fails is not remembered (each consumer dead-letters it itself)."""
+    global _shared_bytes
+    if raw is None:
+        return decode(schema, raw, what)
+    key = (id(schema), raw)
+    value = _shared.get(key)
+    if value is None:
+        value = _shared[key] = decode(schema, raw, what)
+        _shared_bytes += len(raw)
+        while _shared_bytes > SHARED_DECODE_BYTES:
+            oldest = next(iter(_shared))
+            del _shared[oldest]
+            _shared_bytes -= len(oldest[1])
+    return value
 
 
 def dead_letter(consumer: str, exc: Exception, topic: str, partition: int, offset: int,

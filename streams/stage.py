@@ -35,7 +35,7 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas.envelope import Envelope
 from streams.batches import BatchSender
-from streams.codecs import dead_letter, decode, encode_key, encode_record
+from streams.codecs import dead_letter, decode, decode_shared, encode_key, encode_record
 from streams.errors import InvalidEvent
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.lag import committed_offsets
@@ -48,6 +48,13 @@ Decide = Callable[[Any], Iterable[Envelope[Any]]]
 Decode = Callable[[bytes | None], Any]
 
 PRODUCER_BATCH_BYTES = 512 * 1024  # per partition and request; records are at most ~1 MB
+
+
+def _same(record: ConsumerRecord, value: Any) -> bool:
+    """Whether ``record`` holds what encoding ``value`` (decoded from it) would write: its key
+    is the value's session key, and its bytes hold none of the NUL escapes decoding strips."""
+    return (record.key == encode_key(value.source, value.session_id)
+            and b"\\u0000" not in record.value)
 
 
 class _FromLegacy(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -67,7 +74,7 @@ class Stage:
     def __init__(self, name: str, bootstrap: str, *, source: str, schema: object,
                  decide: Decide, target: str, dlq: str, group_id: str,
                  legacy_group: str | None = None, batch_size: int = 5000,
-                 wait_ms: int = 100, decoder: Decode | None = None) -> None:
+                 wait_ms: int = 100, shared_decode: bool = False) -> None:
         self.name = name
         self.bootstrap = bootstrap
         self.source = source
@@ -79,7 +86,9 @@ class Stage:
         self.legacy_group = legacy_group
         self.batch_size = batch_size
         self.wait_ms = wait_ms
-        self.decoder: Decode = decoder or (lambda raw: decode(schema, raw))
+        # Sharing pays where other consumers in this process read the same topic.
+        read = decode_shared if shared_decode else decode
+        self.decoder: Decode = lambda raw: read(schema, raw)
         self.processed = 0
         self.dead_letters = 0
         self.produced_ends: dict[int, int] = {}  # partition -> next offset after our outputs
@@ -140,9 +149,12 @@ class Stage:
         for records in batch.values():
             for record in records:
                 try:
-                    # Every output is encoded before any is queued: a record fails whole.
-                    encoded = [(encode_key(out.source, out.session_id), encode_record(out))
-                               for out in self.decide(self.decoder(record.value))]
+                    value = self.decoder(record.value)
+                    # Every output is encoded before any is queued: a record fails whole. An
+                    # input passed on unchanged (the same object) is passed on as its bytes.
+                    encoded = [(record.key, record.value) if out is value and _same(record, out)
+                               else (encode_key(out.source, out.session_id), encode_record(out))
+                               for out in self.decide(value)]
                 except InvalidEvent as exc:
                     await self._dead_letter(dead, record, exc)
                     continue

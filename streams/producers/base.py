@@ -389,7 +389,7 @@ class FileProducer:
             logger.warning("line too big for one record, clipped path=%s line=%d bytes=%d",
                            key, line_no, size)
             payload = payload.model_copy(update={"original_bytes": size})
-        return file_line_event(self.source, pos.session_id or "", payload)
+        return file_line_event(self.source, pos.session_id or "", payload, validate=False)
 
     async def _collect_removals(self, seen: set[str], batch: _Batch) -> None:
         for key, pos in list(self._positions.items()):

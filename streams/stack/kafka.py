@@ -64,7 +64,8 @@ class KafkaServer(Server):
 
     def _java_argv(self, main: str, *args: str) -> list[str]:
         return [
-            self.java, "-Xms256m", "-Xmx512m", "-XX:+UseG1GC", "-Djava.awt.headless=true",
+            self.java, "-Xms256m", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+            "-Xshare:auto", "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={self.directory / 'log4j2.properties'}",
             f"-Dkafka.logs.dir={self.directory}",
             "-cp", f"{self.jars / 'lib'}/*", main, *args,
