@@ -13,6 +13,8 @@ import asyncio
 import gc
 import json
 import logging
+import signal
+import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -29,6 +31,7 @@ from agents.status import collect_status
 from agents.worker import Pipeline
 from streams.admin import ensure_topics
 from streams.cli import cli, fails_cleanly, settings_of
+from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.stack import Stack
 from streams.stack.embedded import KEEPS
@@ -36,23 +39,65 @@ from streams.stack.embedded import KEEPS
 __all__ = ["main"]
 
 
-def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool) -> None:
+def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool,
+                  helper: bool = False) -> None:
     asyncio.run(ensure_topics(endpoints.bootstrap))
-    pipeline = Pipeline(settings, endpoints, backfill=backfill, report=click.echo)
-    kept = (f" (embedded {endpoints.embedded_broker}: {KEEPS[endpoints.embedded_broker]})"
-            if endpoints.embedded_broker else "")
-    click.echo(f"broker:   {endpoints.broker_url}{kept}\npostgres: {endpoints.postgres_dsn}\n"
-               f"neo4j:    {endpoints.neo4j_uri or 'off (not configured, not running)'}")
-    if endpoints.fresh_log:
-        click.echo("the broker's log is new to this state dir (a first start, an upgrade, or "
-                   "a broker that lost its log): reading every source from the start; rows "
-                   "already in the stores are kept and converge")
-        asyncio.run(pipeline.start_over())
-        remember_log(settings, endpoints)
+    report = _quiet if helper else click.echo
+    pipeline = Pipeline(settings, endpoints, backfill=backfill, report=report, helper=helper)
+    if not helper:
+        kept = (f" (embedded {endpoints.embedded_broker}: "
+                f"{KEEPS[endpoints.embedded_broker]})" if endpoints.embedded_broker else "")
+        click.echo(f"broker:   {endpoints.broker_url}{kept}\npostgres: {endpoints.postgres_dsn}\n"
+                   f"neo4j:    {endpoints.neo4j_uri or 'off (not configured, not running)'}")
+        if settings.workers > 1:
+            click.echo(f"workers:  {settings.workers} processes sharing the partitions")
+        if endpoints.fresh_log:
+            click.echo("the broker's log is new to this state dir (a first start, an upgrade, "
+                       "or a broker that lost its log): reading every source from the start; "
+                       "rows already in the stores are kept and converge")
+            asyncio.run(pipeline.start_over())
+            remember_log(settings, endpoints)
+    helpers = [] if helper else _spawn_helpers(settings, endpoints)
+    pipeline.helpers = len(helpers)
     _tune_gc()
     # Plain lines on the terminal: faust would otherwise log every print as "[WARNING] b'...'".
     worker = faust.Worker(pipeline.app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    finally:
+        _stop_helpers(helpers)
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def _spawn_helpers(settings: Settings, endpoints: Endpoints) -> list[subprocess.Popen[bytes]]:
+    """``settings.workers - 1`` consume-only processes (``run --helper``) in this one's
+    environment: they join the same consumer groups, so the broker spreads the partitions."""
+    if settings.workers <= 1:
+        return []
+    if endpoints.embedded_broker == "tansu":
+        raise ConfigError("--workers above 1 needs Kafka (Tansu, the broker used without "
+                          "Java, under-reports end offsets, so a backfill could not tell "
+                          "when its helpers are done); install Java 17+ or use 1 worker")
+    command = [sys.executable, "-c", "from agents.commands import main; main()", "run",
+               "--helper"]
+    return [subprocess.Popen(command, stdin=subprocess.DEVNULL)
+            for _ in range(settings.workers - 1)]
+
+
+def _stop_helpers(helpers: list[subprocess.Popen[bytes]]) -> None:
+    """Stop the helpers as Ctrl-C would (their pending summaries are published), then wait."""
+    for process in helpers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    for process in helpers:
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _tune_gc() -> None:
@@ -74,11 +119,23 @@ _sources = click.option(
          "~/.gemini/antigravity-cli, $SESSIONSTREAM_SKILL_ROOTS).")
 
 
+_workers = click.option(
+    "--workers", type=click.IntRange(1, 64), default=None,
+    help="Worker processes sharing the partitions (default: SESSIONSTREAM_WORKERS, else 1). "
+         "One watches the sources; the others parse, filter, summarize and project beside "
+         "it, so a backfill uses more than one core. Needs Kafka (the embedded default with "
+         "Java).")
+
+
 @cli.command()
 @_sources
+@_workers
+@click.option("--helper", is_flag=True, hidden=True,
+              help="Consume only (started by another worker's --workers).")
 @click.pass_context
 @fails_cleanly
-def run(ctx: click.Context, sources: tuple[Path, ...]) -> None:
+def run(ctx: click.Context, sources: tuple[Path, ...], workers: int | None,
+        helper: bool) -> None:
     """Run the main job until Ctrl-C: watch session files, parse, project.
 
     With no broker or database configured it runs on the embedded default, started if needed
@@ -90,15 +147,17 @@ def run(ctx: click.Context, sources: tuple[Path, ...]) -> None:
     seconds; see them with `sessionstream usage`, `sessionstream status`, any Postgres client
     on the printed DSN, and the metrics on http://127.0.0.1:9464/metrics.
     """
-    settings = settings_of(ctx)
-    _start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=False)
+    settings = _with_workers(settings_of(ctx), workers)
+    endpoints = resolve_endpoints(settings, sources, _quiet if helper else click.echo)
+    _start_worker(settings, endpoints, backfill=False, helper=helper)
 
 
 @cli.command()
 @_sources
+@_workers
 @click.pass_context
 @fails_cleanly
-def backfill(ctx: click.Context, sources: tuple[Path, ...]) -> None:
+def backfill(ctx: click.Context, sources: tuple[Path, ...], workers: int | None) -> None:
     """Re-read every source from the start, wait until every projection caught up, exit.
 
     Safe to repeat: events have deterministic ids and every projection skips what it applied.
@@ -111,9 +170,14 @@ def backfill(ctx: click.Context, sources: tuple[Path, ...]) -> None:
       sessionstream backfill --source gemini-cli=~/.gemini/tmp
       sessionstream backfill --source antigravity=~/.gemini/antigravity
       sessionstream backfill --source session-skill=~/code    every agents/sessions/<slug>/
+      sessionstream backfill --workers 2                      two processes, two cores
     """
-    settings = settings_of(ctx)
+    settings = _with_workers(settings_of(ctx), workers)
     _start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=True)
+
+
+def _with_workers(settings: Settings, workers: int | None) -> Settings:
+    return settings if workers is None else settings.model_copy(update={"workers": workers})
 
 
 @cli.command()

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -196,15 +195,20 @@ def _envelopes(
     event: FileChanged, payloads: list[EventPayload], occurred_at: datetime | None,
     session_id: str | None = None,
 ) -> list[SessionEvent]:
-    seen: Counter[str] = Counter()
+    # The payloads were validated when built; the envelope's fields are the input's (validated
+    # when it was read), an id derived from them, and a string. Validating them again per
+    # event cost more than building it.
+    seen: dict[str, int] = {}
     envelopes = []
+    occurred_at = occurred_at or event.occurred_at
+    session_id = session_id or event.session_id
     for payload in payloads:
-        index = seen[payload.kind]
-        seen[payload.kind] += 1
-        envelopes.append(SessionEvent(
+        index = seen.get(payload.kind, 0)
+        seen[payload.kind] = index + 1
+        envelopes.append(SessionEvent.model_construct(
             event_id=derive_event_id(event.event_id, payload.kind, index), source=event.source,
-            type=payload.kind, occurred_at=occurred_at or event.occurred_at,
-            session_id=session_id or event.session_id, payload=payload,
+            type=payload.kind, schema_version=1, occurred_at=occurred_at,
+            session_id=session_id, payload=payload,
         ))
     return envelopes
 

@@ -68,21 +68,26 @@ class Pipeline:
     """Builds the faust app of the main job; ``backfill=True`` makes it exit once caught up."""
 
     def __init__(self, settings: Settings, endpoints: Endpoints, *, backfill: bool = False,
-                 report: Report = print) -> None:
+                 report: Report = print, helper: bool = False) -> None:
         self.settings = settings
         self.endpoints = endpoints
         self.backfill = backfill
         self.report = report
+        # A helper (one of `--workers N`) consumes only: it shares the stages', summarizer's
+        # and projections' consumer groups with the main worker, which alone watches the
+        # sources, serves metrics and the publish API, and polls MCP.
+        self.helper = helper
         self.app = create_app(APP_ID, endpoints.broker_url, settings.state_dir)
-        self.producers = build_producers(settings, endpoints.sources, self._publish)
+        self.producers = ([] if helper else
+                          build_producers(settings, endpoints.sources, self._publish))
         # Metrics are served by `run` only; the port is bound here so a taken port is reported
         # before anything else starts. Backfill records into a provider nobody reads.
-        self.exporter = (None if backfill else
+        self.exporter = (None if backfill or helper else
                          start_metrics(settings.metrics_port, endpoints.otlp_endpoint,
                                        settings.metrics_host))
         # The publish API (run only) binds now too: a taken port fails before anything starts.
         self.api_socket = (bind_api(settings.api_host, settings.api_port)
-                           if settings.api_port and not backfill else None)
+                           if settings.api_port and not backfill and not helper else None)
         pricing = PricingTable.load(settings.pricing_file)
         projections = build_projections(settings, endpoints, pricing)
         self.metrics = SessionMetrics(
@@ -97,7 +102,7 @@ class Pipeline:
         telemetry_provider = self.exporter.meter_provider if self.exporter else MeterProvider()
         self.telemetry_metrics = TelemetryMetrics(telemetry_provider)
         self.telemetry_metrics.attach(projections.values())
-        self.poller = None if backfill else TelemetryPoller.from_settings(
+        self.poller = None if backfill or helper else TelemetryPoller.from_settings(
             settings, self._publish_telemetry, telemetry_provider.get_meter("sessionstream.mcp"))
         self._telemetry_kafka: AIOKafkaProducer | None = None
         self.summarizer = SummarizeRunner(
@@ -108,6 +113,7 @@ class Pipeline:
         self._lines: BatchSender | None = None
         self._published_ends: dict[int, int] = {}
         self._stop = asyncio.Event()
+        self.helpers = 0  # helper processes the caller started beside this one
         self._register()
 
     def _register(self) -> None:
@@ -125,11 +131,12 @@ class Pipeline:
                             group_id=FILTER_GROUP, legacy_group=APP_ID, shared_decode=True)
         for stage in (self.parse, self.filter):
             app.task(self._stage_task(stage))
-        app.task(self._run_producers)
+        if not self.helper:
+            app.task(self._run_producers)
         app.task(self._run_summarizer)
         for runner in self.projections:
             app.task(self._task_for(runner))
-        if not self.backfill:
+        if self.exporter is not None:
             app.task(self._run_metrics)
         if self.poller is not None:
             app.task(self._run_telemetry)
@@ -274,6 +281,10 @@ class Pipeline:
         while True:
             lags = {"parse": await lag_to(bootstrap, PARSE_GROUP, FILE_CHANGES.name,
                                           _merge(lines_end, self._published_ends))}
+            if self.helpers and lags["parse"] == 0:
+                # Helpers parsed some of the lines: what they wrote is only known to the
+                # broker (exact on Kafka, which `--workers` needs).
+                events_end = await end_offsets(bootstrap, SESSION_EVENTS.name)
             events = _merge(events_end, self.parse.produced_ends)
             lags["filter"] = await lag_to(bootstrap, FILTER_GROUP, SESSION_EVENTS.name, events)
             lags["summarize"] = await lag_to(bootstrap, self.summarizer.group_id,

@@ -8,7 +8,7 @@ Run on demand (never from the test suite):
     .venv/bin/python scripts/benchmark.py throughput --copies 3 --resumed
     .venv/bin/python scripts/benchmark.py restart --copies 10
 
-Both run the real CLI as a user would, in a scratch state dir, on the embedded default (Tansu
+They run the real CLI as a user would, in a scratch state dir, on the embedded default (Kafka
 and an embedded PostgreSQL, started for the run and stopped after) unless
 SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
 
@@ -16,7 +16,11 @@ SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
   user line at a time to a session file (flushed), and measures the time until its row is in
   Postgres's ``messages`` table (polled every 5 ms). Prints p50, p90, p99 and max.
 * ``throughput``: ``sessionstream backfill`` of the Claude Code fixtures (``--copies`` copies,
-  each under new session ids), wall time, lines per second, and the worker's peak RSS.
+  each under new session ids), wall time of the whole command (Python start, consumer groups,
+  the last summarizer tick included), lines per second, and the worker's peak RSS. Kafka and
+  PostgreSQL (and Neo4j with ``--neo4j``) are started first and timed apart, as for a user
+  whose stack is up; ``--cold`` counts their start too. ``--workers N`` passes
+  ``backfill --workers N``; ``--profile FILE`` samples the worker with py-spy.
   ``--resumed`` adds a resume of every session (its chain copied under a new id), so every
   batch runs the stores' cross-file lineage lookups.
 * ``restart``: backfills the copies, stops everything (``stack down``, as a reboot would), then
@@ -196,7 +200,16 @@ def _write_resume(origin: Path) -> int:
 def _throughput(args: argparse.Namespace, state: Path) -> None:
     source, lines = _corpus(state, args.copies, args.resumed)
     env = _env(state)
-    command = [*CLI, "backfill", "--source", str(source)]
+    stack_s = 0.0
+    if not args.cold:  # the servers a backfill uses, started first and timed apart
+        started = time.perf_counter()
+        up = subprocess.run([*CLI, "stack", "up", "kafka", "postgres",
+                             *(["neo4j"] if args.neo4j else [])],
+                            env=env, capture_output=True, text=True, check=False)
+        if up.returncode != 0:
+            raise SystemExit(up.stdout[-3000:] + up.stderr[-3000:])
+        stack_s = time.perf_counter() - started
+    command = [*CLI, "backfill", "--source", str(source), "--workers", str(args.workers)]
     if args.profile:
         command = _profiled(command, args.profile)
     started = time.perf_counter()
@@ -211,9 +224,13 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
     if worker.returncode != 0:
         raise SystemExit(output[-3000:])
     what = " with a resume of every session" if args.resumed else ""
+    graph = ", Neo4j on" if args.neo4j else ""
+    start = ("servers started with it" if args.cold
+             else f"servers started before, in {stack_s:.1f} s")
     print(f"backfill of {lines} lines ({args.copies} cop{'y' if args.copies == 1 else 'ies'} of "
-          f"the fixtures{what}): {elapsed:.1f} s wall (including start-up), "
-          f"{lines / elapsed:,.0f} lines/s; worker peak RSS {peak:.0f} MB")
+          f"the fixtures{what}{graph}, {args.workers} worker{'s' * (args.workers > 1)}; "
+          f"{start}): {elapsed:.1f} s wall for the command, {lines / elapsed:,.0f} lines/s; "
+          f"main worker peak RSS {peak:.0f} MB")
     if args.profile:
         _print_profile(Path(args.profile))
 
@@ -336,6 +353,11 @@ def main() -> None:
     thr.add_argument("--copies", type=int, default=1)
     thr.add_argument("--resumed", action="store_true",
                      help="add a resume of every session (cross-file lookups on every batch)")
+    thr.add_argument("--cold", action="store_true",
+                     help="count the servers' start in the backfill's time (a first run)")
+    thr.add_argument("--neo4j", action="store_true", help="build the graph too")
+    thr.add_argument("--workers", type=int, default=1,
+                     help="worker processes (backfill --workers)")
     thr.add_argument("--profile", metavar="FILE",
                      help="sample the worker with py-spy into FILE (collapsed stacks) and "
                           "print the hottest functions")

@@ -124,6 +124,9 @@ class Settings(BaseSettings):
         description="Filter: kind=full|summary|omit pairs, comma-separated, e.g. "
                     "'tool.resulted=omit,assistant.message=summary'; unset kinds keep defaults.",
     )
+    workers: int = Field(default=1, ge=1, le=64,
+                         description="Worker processes sharing the consumer groups (`run` and "
+                                     "`backfill --workers`); one of them watches the sources.")
     inactivity_timeout_s: float = Field(default=300.0, gt=0,
                                         description="A session closes after this much quiet.")
     summary_interval_s: float = Field(default=10.0, ge=0,

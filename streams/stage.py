@@ -48,6 +48,7 @@ Decide = Callable[[Any], Iterable[Envelope[Any]]]
 Decode = Callable[[bytes | None], Any]
 
 PRODUCER_BATCH_BYTES = 512 * 1024  # per partition and request; records are at most ~1 MB
+YIELD_EVERY = 256  # records decided between two turns of the event loop
 
 
 def _same(record: ConsumerRecord, value: Any) -> bool:
@@ -147,7 +148,9 @@ class Stage:
     async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]],
                       outputs: BatchSender, dead: BatchSender) -> None:
         for records in batch.values():
-            for record in records:
+            for n, record in enumerate(records, 1):
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the producers and the other stages get a turn
                 try:
                     value = self.decoder(record.value)
                     # Every output is encoded before any is queued: a record fails whole. An

@@ -51,7 +51,7 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[list[FileChanged]], Awaitable[None]]
 Progress = Callable[[int, int], None]
 
-BATCH_SIZE = 500  # events per publish call
+BATCH_SIZE = 2000  # events per publish call (and per checkpoint write)
 CHUNK_BYTES = 8 * 1024 * 1024  # bounds memory per read when a file holds huge lines
 HEAD_BYTES = 4096  # the published head whose digest tells an append from a rewrite
 DEBOUNCE_S = 0.01  # a burst of writes settles into one scan (one write is one event)

@@ -16,6 +16,7 @@ import pytest
 
 from schemas.file_changes import FileChanged
 from streams.producers import base
+from streams.producers.base import BATCH_SIZE
 from streams.producers.claude import ClaudeCodeProducer
 
 pytestmark = pytest.mark.unit
@@ -126,12 +127,12 @@ async def test_three_eras_published_once_with_offsets_and_sessions(root, make, c
     assert len(collector.events) == 10
 
 
-async def test_batches_hold_at_most_500_events_in_file_order(root, make, collector):
+async def test_batches_hold_at_most_batch_size_events_in_file_order(root, make, collector):
     path = root / "p" / f"{SESSION}.jsonl"
-    write(path, *(line(n=i) for i in range(1234)))
-    assert await make().scan_once() == 1234
-    assert [len(batch) for batch in collector.published] == [500, 500, 234]
-    assert [e.payload.line_no for e in collector.events] == list(range(1, 1235))
+    write(path, *(line(n=i) for i in range(2 * BATCH_SIZE + 234)))
+    assert await make().scan_once() == 2 * BATCH_SIZE + 234
+    assert [len(batch) for batch in collector.published] == [BATCH_SIZE, BATCH_SIZE, 234]
+    assert [e.payload.line_no for e in collector.events] == list(range(1, 2 * BATCH_SIZE + 235))
 
 
 async def test_partial_last_line_is_held_until_its_newline(root, make, collector):
@@ -169,20 +170,20 @@ async def test_failed_publish_leaves_checkpoint_and_retries_same_event_ids(
     root, make, collector, tmp_path
 ):
     path = root / "p" / f"{SESSION}.jsonl"
-    write(path, *(line(n=i) for i in range(1200)))
+    write(path, *(line(n=i) for i in range(BATCH_SIZE + 700)))
     checkpoint = tmp_path / "state" / "checkpoint.json"
     collector.failing = lambda call: call == 2  # the broker fails on the second batch
     producer = make()
     with pytest.raises(ConnectionError):
         await producer.scan_once()
-    assert json.loads(checkpoint.read_text())[str(path)]["line_no"] == 500
+    assert json.loads(checkpoint.read_text())[str(path)]["line_no"] == BATCH_SIZE
     failed_ids = [e.event_id for e in collector.attempted[1]]
 
     collector.failing = lambda call: False
     assert await producer.scan_once() == 700
     assert [e.event_id for e in collector.published[1]] == failed_ids
-    assert len({e.event_id for e in collector.events}) == 1200
-    assert json.loads(checkpoint.read_text())[str(path)]["line_no"] == 1200
+    assert len({e.event_id for e in collector.events}) == BATCH_SIZE + 700
+    assert json.loads(checkpoint.read_text())[str(path)]["line_no"] == BATCH_SIZE + 700
 
 
 async def test_failed_first_publish_writes_no_checkpoint(root, make, collector, tmp_path):
@@ -350,7 +351,7 @@ async def test_a_rewrite_that_grows_is_told_from_an_append_by_its_head(root, mak
 
 async def test_a_file_truncated_or_deleted_while_a_scan_reads_it(root, make, collector):
     long, doomed = root / "p" / f"{SESSION}.jsonl", root / "p" / f"{OTHER}.jsonl"
-    write(long, *(line(n=i) for i in range(1200)))
+    write(long, *(line(n=i) for i in range(BATCH_SIZE + 700)))
     write(doomed, line(n=1))
     calls = 0
 
@@ -368,7 +369,7 @@ async def test_a_file_truncated_or_deleted_while_a_scan_reads_it(root, make, col
     await producer.scan_once()
     lines = [json.loads(e.payload.line).get("n") for e in collector.events
              if e.type == "file.line_appended"]
-    assert lines[:500] == list(range(500)) and lines[-1] == 9000
+    assert lines[:BATCH_SIZE] == list(range(BATCH_SIZE)) and lines[-1] == 9000
     assert not any(e.payload.path == str(doomed) for e in collector.events)
 
 
