@@ -6,6 +6,7 @@ Run on demand (never from the test suite):
     .venv/bin/python scripts/benchmark.py latency --lines 200
     .venv/bin/python scripts/benchmark.py throughput --copies 3
     .venv/bin/python scripts/benchmark.py throughput --copies 3 --resumed
+    .venv/bin/python scripts/benchmark.py replay --copies 8
     .venv/bin/python scripts/benchmark.py restart --copies 10
 
 They run the real CLI as a user would, in a scratch state dir, on the embedded default (Kafka
@@ -23,6 +24,7 @@ SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
   ``backfill --workers N``; ``--profile FILE`` samples the worker with py-spy.
   ``--resumed`` adds a resume of every session (its chain copied under a new id), so every
   batch runs the stores' cross-file lineage lookups.
+* ``replay``: backfills the copies, then times ``sessionstream replay postgres`` (events/s).
 * ``restart``: backfills the copies, stops everything (``stack down``, as a reboot would), then
   starts ``run`` and reports the seconds until it is watching, how many lines it published
   again, and the CPU it spent in its first seconds.
@@ -233,6 +235,26 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
           f"main worker peak RSS {peak:.0f} MB")
     if args.profile:
         _print_profile(Path(args.profile))
+    if args.sessionlog:
+        _sessionlog(args.sessionlog, source, lines, state)
+
+
+def _sessionlog(binary: str, source: Path, lines: int, state: Path) -> None:
+    """The same corpus through sessionlog (``pip install sessionlog`` in a scratch virtualenv;
+    never a dependency of ours): file -> SQLite, no broker."""
+    started = time.perf_counter()
+    peer = subprocess.Popen([binary, "ingest", "--force", "--sources-dir", str(source),
+                             "--db", str(state / "sessionlog.sqlite")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    peak = 0.0
+    while peer.poll() is None:
+        peak = max(peak, _rss_now_mb(peer.pid))
+        time.sleep(0.05)
+    elapsed = time.perf_counter() - started
+    if peer.returncode != 0:
+        raise SystemExit((peer.stdout.read() if peer.stdout else "")[-3000:])
+    print(f"sessionlog ingest --force of the same {lines} lines: {elapsed:.1f} s wall, "
+          f"{lines / elapsed:,.0f} lines/s; peak RSS {peak:.0f} MB")
 
 
 def _profiled(command: list[str], out: str) -> list[str]:
@@ -271,6 +293,33 @@ def _tree_rss_mb(pid: int) -> float:
     except OSError:
         return 0.0
     return sum(_rss_now_mb(int(child)) for child in children)
+
+
+def _replay(args: argparse.Namespace, state: Path) -> None:
+    """A backfilled history (not timed), then ``replay postgres`` (timed)."""
+    source, lines = _corpus(state, args.copies)
+    env = _env(state)
+    done = subprocess.run([*CLI, "backfill", "--source", str(source)], env=env,
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
+    started = time.perf_counter()
+    worker = subprocess.Popen([*CLI, "replay", "postgres"], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+    peak = 0.0
+    while worker.poll() is None:
+        peak = max(peak, _rss_now_mb(worker.pid))
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    output = worker.stdout.read() if worker.stdout else ""
+    if worker.returncode != 0:
+        raise SystemExit(output[-3000:])
+    last = [line for line in output.splitlines() if line.startswith("replayed ")][-1]
+    records = int(last.split(": ", 1)[1].split()[0])
+    inner = float(last.rsplit(" in ", 1)[1].split()[0])
+    print(f"replay postgres of {records} events (a backfill of {lines} lines): {elapsed:.1f} s "
+          f"for the command, {records / elapsed:,.0f} events/s; {inner:.1f} s and "
+          f"{records / inner:,.0f} events/s from its reset to the end; peak RSS {peak:.0f} MB")
 
 
 def _restart(args: argparse.Namespace, state: Path) -> None:
@@ -358,9 +407,14 @@ def main() -> None:
     thr.add_argument("--neo4j", action="store_true", help="build the graph too")
     thr.add_argument("--workers", type=int, default=1,
                      help="worker processes (backfill --workers)")
+    thr.add_argument("--sessionlog", metavar="BIN",
+                     help="also time BIN ingest --force (sessionlog, installed in a scratch "
+                          "virtualenv) on the same corpus")
     thr.add_argument("--profile", metavar="FILE",
                      help="sample the worker with py-spy into FILE (collapsed stacks) and "
                           "print the hottest functions")
+    rep = sub.add_parser("replay", help="replay postgres after a backfill: events/s")
+    rep.add_argument("--copies", type=int, default=3)
     rst = sub.add_parser("restart", help="after a backfill and a full stop: time to "
                                          "'watching', lines re-read, CPU")
     rst.add_argument("--copies", type=int, default=1)
@@ -375,6 +429,8 @@ def main() -> None:
             asyncio.run(_latency(args, state))
         elif args.what == "restart":
             _restart(args, state)
+        elif args.what == "replay":
+            _replay(args, state)
         else:
             _throughput(args, state)
     finally:

@@ -115,13 +115,19 @@ def graph_env(stack: dict[str, str], pg_dsn: str, tmp_path: Path) -> dict[str, s
                    SESSIONSTREAM_METRICS_PORT="0")
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 async def test_a_backfill_counts_every_response_once_for_its_writer(
     graph_env: dict[str, str], pg_dsn: str, neo4j_driver: neo4j.AsyncDriver, tmp_path: Path,
+    workers: int,
 ) -> None:
+    """Also with ``--workers 2``: two processes share the partitions of every stage, the
+    summarizer and both projections, and the numbers do not move."""
     run = Run(tmp_path / "home")
     run.write(run.files())
-    result = backfill_cli(graph_env, *map(Path, run.sources()))
+    result = backfill_cli({**graph_env, "SESSIONSTREAM_WORKERS": str(workers)},
+                          *map(Path, run.sources()))
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert ("workers:  2 processes" in result.stdout) == (workers == 2)
 
     assert await actual(pg_dsn, run) == run.expected()
     conn = await asyncpg.connect(pg_dsn)
