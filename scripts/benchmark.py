@@ -217,12 +217,14 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
     started = time.perf_counter()
     worker = subprocess.Popen(command, env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines_out = _drained(worker)  # a full pipe would stop the worker (and its helpers)
     peak = 0.0
     while worker.poll() is None:
         peak = max(peak, _tree_rss_mb(worker.pid) if args.profile else _rss_now_mb(worker.pid))
         time.sleep(0.1)
     elapsed = time.perf_counter() - started
-    output = worker.stdout.read() if worker.stdout else ""
+    time.sleep(0.2)
+    output = "".join(lines_out)
     if worker.returncode != 0:
         raise SystemExit(output[-3000:])
     what = " with a resume of every session" if args.resumed else ""
@@ -255,6 +257,18 @@ def _sessionlog(binary: str, source: Path, lines: int, state: Path) -> None:
         raise SystemExit((peer.stdout.read() if peer.stdout else "")[-3000:])
     print(f"sessionlog ingest --force of the same {lines} lines: {elapsed:.1f} s wall, "
           f"{lines / elapsed:,.0f} lines/s; peak RSS {peak:.0f} MB")
+
+
+def _drained(process: subprocess.Popen[str]) -> list[str]:
+    """The lines ``process`` writes, read as they come by a background thread."""
+    lines: list[str] = []
+
+    def drain() -> None:
+        for line in process.stdout or []:
+            lines.append(line)
+
+    threading.Thread(target=drain, daemon=True).start()
+    return lines
 
 
 def _profiled(command: list[str], out: str) -> list[str]:
@@ -306,12 +320,14 @@ def _replay(args: argparse.Namespace, state: Path) -> None:
     started = time.perf_counter()
     worker = subprocess.Popen([*CLI, "replay", "postgres"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
+    lines_out = _drained(worker)
     peak = 0.0
     while worker.poll() is None:
         peak = max(peak, _rss_now_mb(worker.pid))
         time.sleep(0.1)
     elapsed = time.perf_counter() - started
-    output = worker.stdout.read() if worker.stdout else ""
+    time.sleep(0.2)
+    output = "".join(lines_out)
     if worker.returncode != 0:
         raise SystemExit(output[-3000:])
     last = [line for line in output.splitlines() if line.startswith("replayed ")][-1]

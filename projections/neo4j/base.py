@@ -102,8 +102,11 @@ class Neo4jProjection(Projection):
 
     async def start(self) -> None:
         """Connect, check the server answers, and create the constraints (idempotent)."""
+        # Server notifications (hints about a query's plan, a property no node has yet) are
+        # for whoever writes the queries; the driver logged one warning per batch for them.
         self.driver = neo4j.AsyncGraphDatabase.driver(
             self.uri, auth=self.auth, max_transaction_retry_time=self.transaction_retry_time,
+            notifications_min_severity="OFF",
         )
         try:
             async with self._translated():
