@@ -13,9 +13,11 @@ import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import subprocess
 import sys
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -61,7 +63,8 @@ def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool,
     pipeline.helpers = len(helpers)
     _tune_gc()
     # Plain lines on the terminal: faust would otherwise log every print as "[WARNING] b'...'".
-    worker = faust.Worker(pipeline.app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker = _Worker(pipeline.app, loglevel="WARNING", quiet=True, redirect_stdouts=False)
+    worker.helpers = helpers
     try:
         worker.execute_from_commandline()
     finally:
@@ -70,6 +73,42 @@ def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool,
 
 def _quiet(_: str) -> None:
     pass
+
+
+STOP_GRACE_S = 8.0
+
+
+class _Worker(faust.Worker):  # type: ignore[misc]
+    """faust's worker with a bound on stopping: Ctrl-C (or SIGTERM) starts the usual clean
+    stop, and a process still running :data:`STOP_GRACE_S` later exits anyway, so no stuck
+    client call can hold Ctrl-C. Nothing is lost by it: every stage commits only what the
+    broker confirmed and every store keeps its position with its data, so whatever was in
+    flight is read again at the next start (the same as after a crash)."""
+
+    helpers: list[subprocess.Popen[bytes]] = []
+
+    def _on_sigint(self) -> None:
+        self._arm_deadline()
+        super()._on_sigint()
+
+    def _on_sigterm(self) -> None:
+        self._arm_deadline()
+        super()._on_sigterm()
+
+    def _arm_deadline(self) -> None:
+        if getattr(self, "_deadline", None) is None:
+            self._deadline = threading.Timer(STOP_GRACE_S, self._exit_now)
+            self._deadline.daemon = True
+            self._deadline.start()
+
+    def _exit_now(self) -> None:
+        print(f"still stopping after {STOP_GRACE_S:.0f} s: exiting now; what was in flight "
+              "is read again at the next start", file=sys.stderr, flush=True)
+        for process in self.helpers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def _spawn_helpers(settings: Settings, endpoints: Endpoints) -> list[subprocess.Popen[bytes]]:
