@@ -309,14 +309,20 @@ def _tree_rss_mb(pid: int) -> float:
     return sum(_rss_now_mb(int(child)) for child in children)
 
 
-def _replay(args: argparse.Namespace, state: Path) -> None:
-    """A backfilled history (not timed), then ``replay postgres`` (timed)."""
-    source, lines = _corpus(state, args.copies)
+def _backfilled(state: Path, copies: int) -> tuple[Path, int, dict[str, str]]:
+    """``copies`` of the fixtures written and backfilled (not timed): (root, lines, env)."""
+    source, lines = _corpus(state, copies)
     env = _env(state)
     done = subprocess.run([*CLI, "backfill", "--source", str(source)], env=env,
                           capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
+    return source, lines, env
+
+
+def _replay(args: argparse.Namespace, state: Path) -> None:
+    """A backfilled history (not timed), then ``replay postgres`` (timed)."""
+    _, lines, env = _backfilled(state, args.copies)
     started = time.perf_counter()
     worker = subprocess.Popen([*CLI, "replay", "postgres"], env=env, stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
@@ -340,12 +346,7 @@ def _replay(args: argparse.Namespace, state: Path) -> None:
 
 def _restart(args: argparse.Namespace, state: Path) -> None:
     """A backfilled history, everything stopped (a laptop restart), then ``run`` again."""
-    source, lines = _corpus(state, args.copies)
-    env = _env(state)
-    done = subprocess.run([*CLI, "backfill", "--source", str(source)], env=env,
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(done.stdout[-3000:] + done.stderr[-3000:])
+    source, lines, env = _backfilled(state, args.copies)
     before = _topic_lines(env)
     subprocess.run([*CLI, "stack", "down"], env=env, capture_output=True, check=False)
     started = time.perf_counter()
