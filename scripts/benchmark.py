@@ -8,6 +8,7 @@ Run on demand (never from the test suite):
     .venv/bin/python scripts/benchmark.py throughput --copies 3 --resumed
     .venv/bin/python scripts/benchmark.py replay --copies 8
     .venv/bin/python scripts/benchmark.py restart --copies 10
+    .venv/bin/python scripts/benchmark.py floor --copies 4
 
 They run the real CLI as a user would, in a scratch state dir, on the embedded default (Kafka
 and an embedded PostgreSQL, started for the run and stopped after) unless
@@ -25,6 +26,12 @@ SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
   ``--resumed`` adds a resume of every session (its chain copied under a new id), so every
   batch runs the stores' cross-file lineage lookups.
 * ``replay``: backfills the copies, then times ``sessionstream replay postgres`` (events/s).
+* ``floor``: what one line costs in this process's CPU at each step, without the pipeline
+  around it: JSON reading (the physical floor), building and encoding its file-change record,
+  decoding it and parsing it into events, filtering, the consumers' decode, and aiokafka's own
+  cost per record sent and read (against the running broker; the broker's CPU is not counted).
+  Prints microseconds per line per step and the lines/s one core could reach if nothing else
+  ran, so a target can be checked against what the design spends per line.
 * ``restart``: backfills the copies, stops everything (``stack down``, as a reboot would), then
   starts ``run`` and reports the seconds until it is watching, how many lines it published
   again, and the CPU it spent in its first seconds.
@@ -45,7 +52,9 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -212,6 +221,8 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
             raise SystemExit(up.stdout[-3000:] + up.stderr[-3000:])
         stack_s = time.perf_counter() - started
     command = [*CLI, "backfill", "--source", str(source), "--workers", str(args.workers)]
+    servers_before = _server_cpu(state)
+    cpu_before = _children_cpu()  # the stack's start, above
     if args.profile:
         command = _profiled(command, args.profile)
     started = time.perf_counter()
@@ -223,7 +234,10 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
         peak = max(peak, _tree_rss_mb(worker.pid) if args.profile else _rss_now_mb(worker.pid))
         time.sleep(0.1)
     elapsed = time.perf_counter() - started
+    worker_cpu = _children_cpu() - cpu_before
     time.sleep(0.2)
+    servers = {name: cpu - servers_before.get(name, 0.0)
+               for name, cpu in _server_cpu(state).items()}
     output = "".join(lines_out)
     if worker.returncode != 0:
         raise SystemExit(output[-3000:])
@@ -235,10 +249,33 @@ def _throughput(args: argparse.Namespace, state: Path) -> None:
           f"the fixtures{what}{graph}, {args.workers} worker{'s' * (args.workers > 1)}; "
           f"{start}): {elapsed:.1f} s wall for the command, {lines / elapsed:,.0f} lines/s; "
           f"main worker peak RSS {peak:.0f} MB")
+    print(f"CPU seconds: workers {worker_cpu:.1f}, " + ", ".join(
+        f"{name} {cpu:.1f}" for name, cpu in sorted(servers.items()))
+        + f" (of {os.cpu_count()} cores x {elapsed:.1f} s)")
     if args.profile:
         _print_profile(Path(args.profile))
     if args.sessionlog:
         _sessionlog(args.sessionlog, source, lines, state)
+
+
+def _server_cpu(state: Path) -> dict[str, float]:
+    """CPU seconds so far of each running server of the stack (with its exited children, such
+    as Postgres backends of closed connections)."""
+    cpu = {}
+    for pid_file in (state / "stack").glob("*/pid"):
+        try:
+            fields = Path(f"/proc/{pid_file.read_text().split()[0]}/stat").read_text()
+        except (OSError, IndexError):
+            continue
+        ticks = fields.rsplit(")", 1)[1].split()[11:15]
+        cpu[pid_file.parent.name] = sum(int(t) for t in ticks) / os.sysconf("SC_CLK_TCK")
+    return cpu
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this script's waited-for children (the worker, its helpers)."""
+    usage = os.times()
+    return usage.children_user + usage.children_system
 
 
 def _sessionlog(binary: str, source: Path, lines: int, state: Path) -> None:
@@ -379,17 +416,147 @@ def _restart(args: argparse.Namespace, state: Path) -> None:
           f"log); worker CPU in its first {to_watching + args.settle:.0f} s: {cpu:.1f} s")
 
 
-def _topic_lines(env: dict[str, str]) -> int:
-    """Records in the raw-lines topic of the running embedded broker."""
+def _floor(args: argparse.Namespace, state: Path) -> None:
+    """CPU per line at each step of the hot path, measured in this process."""
+    import functools  # noqa: PLC0415 - the other subcommands need none of these
+    from uuid import uuid4  # noqa: PLC0415
+
+    import orjson  # noqa: PLC0415
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: PLC0415
+
+    from agents import filter_events, parse_lines  # noqa: PLC0415
+    from schemas.events import SessionEvent  # noqa: PLC0415
+    from schemas.file_changes import FileChanged, FileLine, file_line_event  # noqa: PLC0415
+    from streams.batches import BatchSender  # noqa: PLC0415
+    from streams.codecs import decode, encode_file_change, encode_record  # noqa: PLC0415
+    from streams.errors import InvalidEvent  # noqa: PLC0415
+
+    source, _ = _corpus(state, args.copies)
+    raw_lines: list[tuple[Path, int, int, bytes]] = []
+    for path in sorted(source.rglob("*.jsonl")):
+        offset = 0
+        for line_no, raw in enumerate(path.read_bytes().split(b"\n"), start=1):
+            if raw.strip():
+                raw_lines.append((path, offset, line_no, raw))
+            offset += len(raw) + 1
+    n = len(raw_lines)
+    steps: list[tuple[str, float]] = []
+
+    def timed(name: str, work: Any) -> Any:
+        started = time.process_time()
+        result = work()
+        steps.append((name, time.process_time() - started))
+        return result
+
+    timed("orjson.loads of the line (the physical floor)",
+          lambda: [orjson.loads(raw) for _, _, _, raw in raw_lines])
+    mtime = datetime.now(UTC)
+
+    def build() -> list[bytes]:
+        return [encode_file_change(file_line_event("claude-code", path.stem, FileLine.model_construct(
+            path=str(path), offset=offset, line_no=line_no, line=raw.decode(), mtime=mtime,
+            file_kind="main", agent_id=None, truncated=False, original_bytes=None),
+            validate=False)) for path, offset, line_no, raw in raw_lines]
+
+    changes = timed("producer: file-change record built and encoded", build)
+
+    def parse() -> list[bytes]:
+        out = []
+        for value in changes:
+            try:
+                events = parse_lines.decide(decode(FileChanged, value))
+            except InvalidEvent:
+                continue
+            out.extend(encode_record(event) for event in events)
+        return out
+
+    events = timed("parse stage: decode, parse, encode its events", parse)
+    per_line = len(events) / n
+    decoded = timed("filter stage: decode its events", lambda: [decode(SessionEvent, value)
+                                                                 for value in events])
+    policy = filter_events.FilterPolicy()
+    timed("filter stage: decide", lambda: [filter_events.decide(policy, event)
+                                           for event in decoded])
+
+    async def kafka() -> None:
+        bootstrap = _bootstrap(_env(state))
+        topic = f"bench.floor.{uuid4().hex[:8]}"
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all",
+                                    max_batch_size=512 * 1024)
+        await producer.start()
+        try:
+            await producer.client._maybe_wait_metadata()  # noqa: SLF001
+            await producer.partitions_for(topic)  # auto-created
+            sender = BatchSender(producer, topic)
+            await sender.start()
+            started = time.process_time()
+            for value in events:
+                await sender.add(b"k", value)
+            await sender.flush()
+            steps.append((f"aiokafka: send its {per_line:.2f} events (one hop)",
+                          time.process_time() - started))
+        finally:
+            await producer.stop()
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                    auto_offset_reset="earliest", enable_auto_commit=False,
+                                    max_partition_fetch_bytes=4 * 1024 * 1024)
+        await consumer.start()
+        try:
+            started = time.process_time()
+            got = 0
+            while got < len(events):
+                batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+                got += sum(len(records) for records in batch.values())
+            steps.append((f"aiokafka: read its {per_line:.2f} events (one consumer)",
+                          time.process_time() - started))
+        finally:
+            await consumer.stop()
+
+    up = subprocess.run([*CLI, "stack", "up", "kafka"], env=_env(state), capture_output=True,
+                        text=True, check=False)
+    if up.returncode != 0:
+        raise SystemExit(up.stdout[-3000:] + up.stderr[-3000:])
+    asyncio.run(kafka())
+    print(f"{n} lines, {len(events)} events ({per_line:.2f} per line); CPU of this process:")
+    for name, seconds in steps:
+        print(f"  {1e6 * seconds / n:8.1f} us/line  {name}")
+    by_name = dict(steps)
+    send = next(v for k, v in by_name.items() if k.startswith("aiokafka: send"))
+    read = next(v for k, v in by_name.items() if k.startswith("aiokafka: read"))
+    # A line is one file-change record (sent once, read once) and its events, which travel two
+    # hops (events, filtered) and are read by four consumers (filter, summarizer, projection).
+    change_hop = (send + read) / len(events) * n  # per record, as for an event
+    pipeline = (by_name["producer: file-change record built and encoded"]
+                + by_name["parse stage: decode, parse, encode its events"]
+                + by_name["filter stage: decode its events"]
+                + by_name["filter stage: decide"]
+                + 2 * send + 3 * read + change_hop)
+    print(f"  {1e6 * pipeline / n:8.1f} us/line  the pipeline's Python floor: the steps above, "
+          "2 sends and 3 reads of the events, 1 send and read of the file change; no stores, "
+          "no summaries")
+    print(f"  at most {n / pipeline:,.0f} lines/s on one core with nothing else running")
+
+
+def _bootstrap(env: dict[str, str]) -> str:
+    """The running broker's bootstrap address (from ``stack status``)."""
+    if env.get("SESSIONSTREAM_BROKER_URL"):
+        return env["SESSIONSTREAM_BROKER_URL"].removeprefix("kafka://")
     out = subprocess.run([*CLI, "stack", "status"], env=env, capture_output=True, text=True,
                          check=False).stdout
     for line in out.splitlines():
         name, *rest = line.split()
         if name in ("kafka", "tansu") and rest[:1] == ["ready"] and "kafka://" in line:
-            bootstrap = next(w for w in rest if w.startswith("kafka://")).removeprefix("kafka://")
-            ends = asyncio.run(end_offsets(bootstrap, "sessions.file-changes.v1"))
-            return sum(ends.values())
-    return 0
+            return next(w for w in rest if w.startswith("kafka://")).removeprefix("kafka://")
+    raise SystemExit("no broker is running:\n" + out)
+
+
+def _topic_lines(env: dict[str, str]) -> int:
+    """Records in the raw-lines topic of the running embedded broker."""
+    try:
+        bootstrap = _bootstrap(env)
+    except SystemExit:
+        return 0
+    return sum(asyncio.run(end_offsets(bootstrap, "sessions.file-changes.v1")).values())
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -437,6 +604,9 @@ def main() -> None:
     rst.add_argument("--copies", type=int, default=1)
     rst.add_argument("--settle", type=float, default=15.0,
                      help="seconds to watch the worker after 'watching'")
+    flo = sub.add_parser("floor", help="CPU per line at each step of the hot path, and the "
+                                       "lines/s one core could reach")
+    flo.add_argument("--copies", type=int, default=2)
     parser.add_argument("--keep", action="store_true", help="keep the scratch state dir")
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="sessionstream-bench-", dir="/var/tmp"))
@@ -446,6 +616,8 @@ def main() -> None:
             asyncio.run(_latency(args, state))
         elif args.what == "restart":
             _restart(args, state)
+        elif args.what == "floor":
+            _floor(args, state)
         elif args.what == "replay":
             _replay(args, state)
         else:
