@@ -10,13 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from agents import (
-    parse_antigravity_lines,
-    parse_claude_lines,
-    parse_codex_lines,
-    parse_gemini_lines,
-    parse_session_skill,
-)
+from agents.parsers import antigravity, claude, codex, gemini, session_skill
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged
 from schemas.limits import strip_nul
@@ -25,11 +19,11 @@ from streams.errors import InvalidEvent
 __all__ = ["PARSERS", "decide"]
 
 PARSERS: dict[str, Callable[[FileChanged], list[SessionEvent]]] = {
-    "claude-code": parse_claude_lines.decide,
-    "codex": parse_codex_lines.decide,
-    "gemini-cli": parse_gemini_lines.decide,
-    "antigravity": parse_antigravity_lines.decide,
-    "session-skill": parse_session_skill.decide,
+    "claude-code": claude.decide,
+    "codex": codex.decide,
+    "gemini-cli": gemini.decide,
+    "antigravity": antigravity.decide,
+    "session-skill": session_skill.decide,
 }
 
 

@@ -62,7 +62,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streams.lag import end_offsets  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CLI = [sys.executable, "-c", "from agents.commands import main; main()"]
+CLI = [sys.executable, "-c", "from app.cli import main; main()"]
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "sessions" / "claude-code"
 
 
@@ -418,7 +418,6 @@ def _restart(args: argparse.Namespace, state: Path) -> None:
 
 def _floor(args: argparse.Namespace, state: Path) -> None:
     """CPU per line at each step of the hot path, measured in this process."""
-    import functools  # noqa: PLC0415 - the other subcommands need none of these
     from uuid import uuid4  # noqa: PLC0415
 
     import orjson  # noqa: PLC0415
@@ -453,7 +452,8 @@ def _floor(args: argparse.Namespace, state: Path) -> None:
     mtime = datetime.now(UTC)
 
     def build() -> list[bytes]:
-        return [encode_file_change(file_line_event("claude-code", path.stem, FileLine.model_construct(
+        line_of = FileLine.model_construct  # as the producer builds them: valid by construction
+        return [encode_file_change(file_line_event("claude-code", path.stem, line_of(
             path=str(path), offset=offset, line_no=line_no, line=raw.decode(), mtime=mtime,
             file_kind="main", agent_id=None, truncated=False, original_bytes=None),
             validate=False)) for path, offset, line_no, raw in raw_lines]

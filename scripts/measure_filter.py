@@ -20,8 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from agents import parse_claude_lines  # noqa: E402
 from agents.filter_events import FilterPolicy, decide  # noqa: E402
+from agents.parsers import claude as parse_claude_lines  # noqa: E402
 from schemas.file_changes import FileChanged, FileLine, file_line_event  # noqa: E402
 from streams.codecs import encode  # noqa: E402
 from streams.errors import InvalidEvent  # noqa: E402

@@ -149,7 +149,7 @@ def start_worker(workdir: Path, broker: str, dsn: str, log: Path) -> subprocess.
     env["PYTHONPATH"] = str(REPO)  # the tree this script is in (a copy measures the copy)
     with log.open("ab") as handle:
         return subprocess.Popen(
-            [sys.executable, "-c", "from agents.commands import main; main()", "run",
+            [sys.executable, "-c", "from app.cli import main; main()", "run",
              "--source", f"claude-code={workdir / 'src'}"],
             env=env, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT)
 

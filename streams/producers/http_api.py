@@ -2,8 +2,8 @@
 
 ``POST /api/v1/events?topic=T`` takes one event object, an array of events, or
 ``{"topic": T, "events": [...]}`` (JSON lines too), validates the whole batch against T's
-schema (:mod:`streams.producers.publishing`) and publishes it once per ``Idempotency-Key``
-header (default: the content's digest; :mod:`streams.producers.publisher`). Answers: 201
+schema (:mod:`streams.producers.publish_validation`) and publishes it once per ``Idempotency-Key``
+header (default: the content's digest; :mod:`streams.producers.publish_delivery`). Answers: 201
 published, 200 already published by an earlier request with the same key, 400 not JSON, nested
 too deeply, no topic or a bad idempotency key, 401 missing or wrong bearer token, 403 sent by
 a web page (an ``Origin`` header) while no token is configured, 404 unknown
@@ -41,8 +41,8 @@ from streams.errors import ConfigError
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.producers.connection_gate import ConnectionGate
 from streams.producers.idempotency import KafkaKeys, Receipt
-from streams.producers.publisher import Publisher, PublishFailed
-from streams.producers.publishing import (
+from streams.producers.publish_delivery import Publisher, PublishFailed
+from streams.producers.publish_validation import (
     MAX_BODY_BYTES,
     PublishRejected,
     check_idempotency_key,

@@ -10,7 +10,7 @@ import asyncpg
 import pytest
 
 from projections.base import Record
-from projections.postgres.telemetry_tables import TelemetryTables
+from projections.postgres.mcp_telemetry_tables import TelemetryTables
 from schemas.telemetry import ToolPolled, flatten_numbers, tool_polled_event
 from streams.topics import TELEMETRY_POLLED
 

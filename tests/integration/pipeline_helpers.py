@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-CLI = [sys.executable, "-c", "from agents.commands import main; main()"]
+CLI = [sys.executable, "-c", "from app.cli import main; main()"]
 
 
 def cli_env(**settings: str) -> dict[str, str]:

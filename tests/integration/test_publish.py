@@ -23,7 +23,7 @@ import asyncpg
 import httpx
 import pytest
 
-from streams.producers.publishing import MAX_EVENTS
+from streams.producers.publish_validation import MAX_EVENTS
 from streams.settings import bootstrap_of
 from streams.tail import tail
 from tests.integration.pipeline_helpers import CLI, cli_env, start_cli, stop_cli

@@ -26,7 +26,7 @@ def state_dir() -> Iterator[Path]:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-c", "from streams.cli import main; main()", *args]
+    return [sys.executable, "-c", "from app.cli import main; main()", *args]
 
 
 def _env(state_dir: Path) -> dict[str, str]:

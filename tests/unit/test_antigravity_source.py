@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.line_parsing import MAX_TEXT_CHARS
-from agents.markdown_checklist import read_checklist
-from agents.parse_antigravity_lines import decide
+from agents.parsers.antigravity import decide
+from agents.parsers.lines import MAX_TEXT_CHARS
+from agents.parsers.markdown_checklist import read_checklist
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_snapshot_event
 from streams.errors import InvalidEvent

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.endpoints import Endpoints, remember_log, remembered_log
+from app.endpoints import Endpoints, remember_log, remembered_log
 from streams.errors import StackError
 from streams.settings import Settings
 from streams.stack.embedded import KEEPS, choose_embedded_broker

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from agents.line_parsing import load_json
+from agents.parsers.lines import load_json
 from schemas.file_changes import (
     FileLine,
     file_line_event,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.parse_gemini_lines import decide, derive_snapshot
+from agents.parsers.gemini import decide, derive_snapshot
 from schemas.events import SessionEvent, UsageReported
 from schemas.file_changes import (
     FileChanged,

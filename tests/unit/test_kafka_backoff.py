@@ -68,7 +68,7 @@ def _client_calls() -> dict[str, list[str | None]]:
     Tokens, not ``ast``: CPython 3.11.7's ast module can fail with "recursion depth mismatch"
     once faust has compiled code in the same process."""
     found: dict[str, list[str | None]] = {}
-    for package in ("agents", "streams", "projections"):
+    for package in ("agents", "streams", "projections", "app"):
         for path in sorted((ROOT / package).rglob("*.py")):
             tokens = list(tokenize.generate_tokens(io.StringIO(path.read_text()).readline))
             for i, token in enumerate(tokens[:-1]):
@@ -93,4 +93,4 @@ def _keyword(call: list[tokenize.TokenInfo], name: str) -> str | None:
 def test_every_client_we_construct_passes_the_same_retry_backoff() -> None:
     calls = _client_calls()
     assert {p: values for p, values in calls.items() if set(values) != {"RETRY_BACKOFF_MS"}} == {}
-    assert "agents/worker.py" in calls and "projections/runner.py" in calls
+    assert "app/pipeline.py" in calls and "projections/runner.py" in calls

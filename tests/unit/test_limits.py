@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from agents import parse_lines
-from agents.line_parsing import JsonTooDeep, load_json
+from agents.parsers.lines import JsonTooDeep, load_json
 from schemas.dead_letters import DeadLetter
 from schemas.events import UsageReported
 from schemas.file_changes import FileLine, file_line_event

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.parse_claude_lines import decide
+from agents.parsers.claude import decide
 from schemas.envelope import derive_event_id
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_removed_event

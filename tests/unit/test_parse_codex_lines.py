@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from agents import parse_lines
-from agents.parse_codex_lines import decide
+from agents.parsers.codex import decide
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_removed_event
 from streams.errors import InvalidEvent

@@ -13,8 +13,8 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from streams.producers.http_api import EVENTS_PATH, create_api
 from streams.producers.idempotency import MemoryKeys
-from streams.producers.publisher import Publisher
-from streams.producers.publishing import MAX_BODY_BYTES, MAX_EVENTS
+from streams.producers.publish_delivery import Publisher
+from streams.producers.publish_validation import MAX_BODY_BYTES, MAX_EVENTS
 from tests.unit.test_publishing import FakeProducer, line_event
 
 pytestmark = pytest.mark.unit

@@ -25,8 +25,8 @@ from streams.producers.http_api import (
     running_api,
 )
 from streams.producers.idempotency import MemoryKeys
-from streams.producers.publisher import Publisher
-from streams.producers.publishing import MAX_BODY_BYTES
+from streams.producers.publish_delivery import Publisher
+from streams.producers.publish_validation import MAX_BODY_BYTES
 from tests.unit.test_publish_api import post
 from tests.unit.test_publishing import FakeProducer, line_event
 

@@ -11,8 +11,8 @@ import pytest
 
 from schemas.limits import MAX_DEPTH
 from streams.producers.idempotency import MemoryKeys
-from streams.producers.publisher import Publisher
-from streams.producers.publishing import (
+from streams.producers.publish_delivery import Publisher
+from streams.producers.publish_validation import (
     MAX_BODY_BYTES,
     MAX_EVENTS,
     MAX_KEY_CHARS,
@@ -108,7 +108,7 @@ def test_nulls_become_defaults_and_a_null_list_an_empty_list() -> None:
 def test_a_null_list_field_without_default_becomes_empty() -> None:
     from pydantic import BaseModel
 
-    from streams.producers.publishing import fill_nulls
+    from streams.producers.publish_validation import fill_nulls
 
     class Inner(BaseModel):
         tags: list[str]
@@ -217,7 +217,7 @@ def test_the_publish_command_refuses_bad_input_in_one_line(tmp_path: Any, conten
                                                            needle: str) -> None:
     from click.testing import CliRunner
 
-    from streams.cli import cli
+    from app.cli import cli
 
     source = tmp_path / "batch.json"
     source.write_bytes(content)

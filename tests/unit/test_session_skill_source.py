@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.parse_session_skill import decide
+from agents.parsers.session_skill import decide
 from schemas.events import (
     ArtifactRevised,
     SessionFileRemoved,

@@ -22,8 +22,8 @@ from schemas.telemetry import (
     tool_polled_event,
 )
 from streams.errors import SourceRejected, SourceUnavailable
-from streams.producers.mcp_client import McpClient, sse_data
-from streams.producers.telemetry_poller import BreakerState, CircuitBreaker, TelemetryPoller
+from streams.producers.mcp_telemetry_client import McpClient, sse_data
+from streams.producers.mcp_telemetry_poller import BreakerState, CircuitBreaker, TelemetryPoller
 
 pytestmark = pytest.mark.unit
 

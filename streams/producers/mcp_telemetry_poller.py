@@ -38,7 +38,7 @@ from schemas.telemetry import (
     tool_polled_event,
 )
 from streams.errors import SourceRejected, SourceUnavailable
-from streams.producers.mcp_client import McpClient, ToolResult
+from streams.producers.mcp_telemetry_client import McpClient, ToolResult
 from streams.settings import Settings
 
 __all__ = ["BreakerState", "CircuitBreaker", "PollerMetrics", "Publish", "TelemetryPoller"]

@@ -45,7 +45,7 @@ import re
 from datetime import datetime
 from pathlib import PurePath
 
-from agents.line_parsing import (
+from agents.parsers.lines import (
     MAX_RAW_CHARS,
     Obj,
     as_obj,
@@ -55,7 +55,7 @@ from agents.line_parsing import (
     load_line,
     parse_time,
 )
-from agents.markdown_checklist import read_checklist
+from agents.parsers.markdown_checklist import read_checklist
 from schemas.envelope import derive_event_id
 from schemas.events import (
     ArtifactDescribed,

@@ -7,8 +7,8 @@ order, so replays and out-of-order partitions converge to the same rows. Failed 
 of ``telemetry_polls`` (``ok`` false, with the error) and leave ``telemetry_latest`` alone.
 
 ``observers`` are called with the polls of each batch once its transaction has committed (the
-duration and size histograms of :mod:`projections.otel.telemetry` hang there): exactly once per
-poll and process, never for a poll the store had already applied.
+duration and size histograms of :mod:`projections.otel.mcp_telemetry_metrics` hang there):
+exactly once per poll and process, never for a poll the store had already applied.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import PurePath
 from typing import Any, Literal
 
-from agents.line_parsing import (
+from agents.parsers.lines import (
     MAX_RAW_CHARS,
     MAX_TEXT_CHARS,
     Common,

@@ -39,7 +39,7 @@ import json
 from collections.abc import Callable
 from typing import Literal
 
-from agents.line_parsing import (
+from agents.parsers.lines import (
     MAX_RAW_CHARS,
     Common,
     Obj,

@@ -31,13 +31,13 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.sdk.metrics import MeterProvider
 
 from agents import filter_events, parse_lines
-from agents.endpoints import Endpoints
-from agents.projection_set import build_projections
-from agents.sources import build_producers
 from agents.summarize_runner import SummarizeRunner
+from app.endpoints import Endpoints
+from app.projection_set import build_projections
+from app.sources import build_producers
 from projections.otel.export import start_metrics
+from projections.otel.mcp_telemetry_metrics import TelemetryMetrics
 from projections.otel.metrics import SessionMetrics
-from projections.otel.telemetry import TelemetryMetrics
 from projections.pricing import PricingTable
 from projections.runner import ProjectionRunner
 from schemas.file_changes import FileChanged
@@ -48,7 +48,7 @@ from streams.codecs import encode, encode_file_change, encode_key
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.lag import end_offsets, lag_to
 from streams.producers.http_api import bind_api, serve_api
-from streams.producers.telemetry_poller import TelemetryPoller
+from streams.producers.mcp_telemetry_poller import TelemetryPoller
 from streams.settings import Settings
 from streams.stage import PRODUCER_BATCH_BYTES, Stage
 from streams.topics import FILE_CHANGES, FILTERED, SESSION_EVENTS, TELEMETRY_POLLED

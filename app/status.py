@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass
 
 from aiokafka.errors import KafkaError
 
-from agents.endpoints import Endpoints
-from agents.projection_set import build_projections
 from agents.summarize_runner import GROUP_ID as SUMMARIZE_GROUP
-from agents.worker import FILTER_GROUP, PARSE_GROUP
+from app.endpoints import Endpoints
+from app.pipeline import FILTER_GROUP, PARSE_GROUP
+from app.projection_set import build_projections
 from streams.errors import SessionStreamError
 from streams.lag import committed_offsets, end_offsets
 from streams.settings import Settings

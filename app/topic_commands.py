@@ -1,8 +1,4 @@
-"""The ``sessionstream`` command line: the only entry point users type.
-
-Settings are read here, once, and handed down. Every :class:`SessionStreamError` becomes a
-one-paragraph message on stderr and a non-zero exit (2 for configuration, 1 otherwise); other
-exceptions are bugs and keep their traceback.
+"""Commands that talk to the topics directly: ``tail`` (read) and ``publish`` (write once).
 """
 
 from __future__ import annotations
@@ -10,145 +6,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import sys
-from collections.abc import Callable
-from functools import wraps
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from streams import __version__
-from streams.errors import ConfigError, SessionStreamError
-from streams.kafka_backoff import install_metadata_backoff
-from streams.outages import install as install_outage_filter
-from streams.producers.publisher import publish_once
-from streams.producers.publishing import (
+from app.cli_base import cli, fails_cleanly, settings_of
+from streams.errors import SessionStreamError
+from streams.producers.publish_delivery import publish_once
+from streams.producers.publish_validation import (
     MAX_BODY_BYTES,
     PublishRejected,
     check_idempotency_key,
     validate_body,
 )
-from streams.schema_export import export_schemas
-from streams.settings import Settings, bootstrap_of, load_settings
-from streams.stack import SERVERS, Stack
-from streams.stack.embedded import KEEPS, choose_embedded_broker
+from streams.settings import Settings, bootstrap_of
+from streams.stack import Stack
+from streams.stack.embedded import choose_embedded_broker
 from streams.tail import tail as tail_topic
 from streams.topics import CATALOGUE
 
-__all__ = ["cli", "fails_cleanly", "main", "settings_of"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def fails_cleanly(func: F) -> F:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(2)
-        except SessionStreamError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(1)
-
-    return wrapper  # type: ignore[return-value]
-
-
-def settings_of(ctx: click.Context) -> Settings:
-    if ctx.obj is None:
-        ctx.obj = load_settings()
-    return ctx.obj  # type: ignore[no-any-return]
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(__version__, prog_name="sessionstream")
-@click.option("-v", "--verbose", count=True, help="More log output (-vv for debug).")
-def cli(verbose: int) -> None:
-    """Turn AI coding-agent sessions into data you can query, graph and count.
-
-    Producers publish session-file changes to Kafka topics; faust agents parse, deduplicate and
-    summarize them; projections write Postgres tables, a Neo4j graph and OpenTelemetry metrics.
-
-    Configuration comes from SESSIONSTREAM_* environment variables (see the README). With none
-    set, everything runs on the embedded default under the state dir.
-
-    \b
-    Quick start:
-      sessionstream stack up        start the local servers (Kafka, Tansu, Postgres, Neo4j, ...)
-      sessionstream stack status    see what runs where
-      sessionstream run             start the main job on the embedded default
-      sessionstream backfill        ingest everything once, wait until caught up, exit
-      sessionstream usage --by day  token and cost totals from Postgres
-    """
-    level = [logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)]
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    install_outage_filter()  # a broker outage is a few lines, not one per retry
-    install_metadata_backoff()  # ...and a few attempts per second, not a busy loop
-
-
-@cli.group()
-def stack() -> None:
-    """Start, stop and inspect the local stack of real servers (no Docker needed).
-
-    \b
-    Servers: kafka (Apache Kafka 4.1, KRaft), tansu (embedded Kafka-compatible broker),
-    postgres (embedded PostgreSQL), neo4j (Neo4j 5.26 community, Bolt), prometheus.
-    Data, logs and pids live under $SESSIONSTREAM_STATE_DIR/stack/<server>/; jars are cached
-    under $SESSIONSTREAM_CACHE_DIR/jars/ after the first download from Maven Central.
-    """
-
-
-_names = click.argument("servers", nargs=-1, type=click.Choice(list(SERVERS)))
-
-
-@stack.command("up")
-@_names
-@click.pass_context
-@fails_cleanly
-def stack_up(ctx: click.Context, servers: tuple[str, ...]) -> None:
-    """Start SERVERS (default: all) and wait until each is ready. Safe to run twice.
-
-    \b
-    Examples:
-      sessionstream stack up                  everything
-      sessionstream stack up postgres tansu   just the embedded default
-    """
-    settings = settings_of(ctx)
-    click.echo(f"starting {', '.join(servers or SERVERS)} under {settings.state_dir}/stack ...")
-    Stack(settings).up(servers or None, report=click.echo)
-
-
-@stack.command("down")
-@_names
-@click.pass_context
-@fails_cleanly
-def stack_down(ctx: click.Context, servers: tuple[str, ...]) -> None:
-    """Stop SERVERS (default: all) and every process they started. Data is kept."""
-    Stack(settings_of(ctx)).down(servers or None, report=click.echo)
-
-
-@stack.command("status")
-@click.pass_context
-@fails_cleanly
-def stack_status(ctx: click.Context) -> None:
-    """Print each server's state, pid, endpoint and data dir. Exit 0 only if all are ready."""
-    settings = settings_of(ctx)
-    statuses = Stack(settings).status()
-    click.echo(f"{'server':<11} {'state':<9} {'pid':>8}  {'endpoint':<36} data")
-    for status in statuses:
-        click.echo(status.line())
-    if settings.broker_url:
-        click.echo(f"broker for run/backfill: {settings.broker_url} (SESSIONSTREAM_BROKER_URL)")
-    else:
-        name, warning = choose_embedded_broker(settings)
-        click.echo(f"broker for run/backfill: embedded {name}, which {KEEPS[name]}")
-        if warning:
-            click.echo(warning, err=True)
-    if not all(s.ready for s in statuses):
-        sys.exit(3)
+__all__ = ["publish", "running_broker", "tail"]
 
 
 def running_broker(settings: Settings) -> str:
@@ -168,26 +45,6 @@ def running_broker(settings: Settings) -> str:
             "memory) is not running (start the main job with `sessionstream run`, or "
             "`sessionstream stack up tansu`)")
     return bootstrap_of(endpoint)
-
-
-@cli.group()
-def schemas() -> None:
-    """The topics' JSON Schemas (the contract downstream consumers code against)."""
-
-
-@schemas.command("export")
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-@fails_cleanly
-def schemas_export(directory: Path) -> None:
-    """Write a JSON Schema for the key and value of every topic (and its .dlq) to DIRECTORY.
-
-    \b
-    Files: <topic>.key.json, <topic>.value.json, <topic>.dlq.value.json and index.json
-    (topics, partitions, configs). Example:
-      sessionstream schemas export ./contract && ls ./contract
-    """
-    written = export_schemas(directory)
-    click.echo(f"wrote {len(written)} files to {directory}")
 
 
 _TAILABLE = sorted([*CATALOGUE, *(f"{t}.dlq" for t in CATALOGUE)])
@@ -287,7 +144,3 @@ def publish(ctx: click.Context, source: Any, topic: str, dry_run: bool,
     else:
         click.echo(f"published {receipt.count} event(s) to {receipt.topic} "
                    f"(idempotency key {receipt.idempotency_key})")
-
-
-def main() -> None:
-    cli(prog_name="sessionstream")

@@ -24,7 +24,7 @@ from streams.admin import ensure_topics
 from streams.errors import SessionStreamError
 from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.producers.idempotency import IdempotencyKeys, KafkaKeys, Receipt
-from streams.producers.publishing import PublishRejected, ValidBatch
+from streams.producers.publish_validation import PublishRejected, ValidBatch
 from streams.topics import CATALOGUE
 
 __all__ = ["PublishFailed", "Publisher", "default_key", "publish_once"]

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import PurePath
 from typing import Any
 
-from agents.line_parsing import (
+from agents.parsers.lines import (
     Common,
     JsonTooDeep,
     Obj,
@@ -49,7 +49,7 @@ from agents.line_parsing import (
     load_json,
     parse_time,
 )
-from agents.markdown_checklist import read_checklist
+from agents.parsers.markdown_checklist import read_checklist
 from schemas.envelope import derive_event_id
 from schemas.events import (
     ArtifactRevised,

@@ -1,44 +1,33 @@
-"""The pipeline's commands (``run``, ``backfill``, ``replay``, ``status``, ``usage``) added to
-the ``sessionstream`` CLI.
+"""``sessionstream run`` and ``backfill``: the worker process, its helpers and its stop.
 
-They live here, not in :mod:`streams.cli`, because they assemble agents and projections and
-imports flow one way (schemas <- streams <- projections <- agents). Endpoints left unset are the
-embedded default: the local stack's broker (Kafka, or Tansu without Java) and PostgreSQL,
-started when needed.
+Endpoints left unset are the embedded default: the local stack's broker (Kafka, or Tansu
+without Java) and PostgreSQL, started when needed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import gc
-import json
-import logging
 import os
 import signal
 import subprocess
 import sys
 import threading
-from decimal import Decimal
 from pathlib import Path
 
-import asyncpg
 import click
 import faust
 
-from agents.endpoints import Endpoints, remember_log, resolve_endpoints
-from agents.projection_set import build_projections, resolve_name
-from agents.replay import replay as replay_projection
-from agents.sources import PRODUCERS
-from agents.status import collect_status
-from agents.worker import Pipeline
+from app.cli_base import cli, fails_cleanly, settings_of
+from app.endpoints import Endpoints, remember_log, resolve_endpoints
+from app.pipeline import Pipeline
+from app.sources import PRODUCERS
 from streams.admin import ensure_topics
-from streams.cli import cli, fails_cleanly, settings_of
 from streams.errors import ConfigError
 from streams.settings import Settings
-from streams.stack import Stack
 from streams.stack.embedded import KEEPS
 
-__all__ = ["main"]
+__all__ = ["backfill", "run"]
 
 
 def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool,
@@ -120,7 +109,7 @@ def _spawn_helpers(settings: Settings, endpoints: Endpoints) -> list[subprocess.
         raise ConfigError("--workers above 1 needs Kafka (Tansu, the broker used without "
                           "Java, under-reports end offsets, so a backfill could not tell "
                           "when its helpers are done); install Java 17+ or use 1 worker")
-    command = [sys.executable, "-c", "from agents.commands import main; main()", "run",
+    command = [sys.executable, "-c", "from app.cli import main; main()", "run",
                "--helper"]
     return [subprocess.Popen(command, stdin=subprocess.DEVNULL)
             for _ in range(settings.workers - 1)]
@@ -217,120 +206,3 @@ def backfill(ctx: click.Context, sources: tuple[Path, ...], workers: int | None)
 
 def _with_workers(settings: Settings, workers: int | None) -> Settings:
     return settings if workers is None else settings.model_copy(update={"workers": workers})
-
-
-@cli.command()
-@click.argument("projection")
-@click.option("--force", is_flag=True,
-              help="Replay even when the topic holds less than the store applied (rows the "
-                   "log cannot rebuild are lost).")
-@click.pass_context
-@fails_cleanly
-def replay(ctx: click.Context, projection: str, force: bool) -> None:
-    """Rebuild PROJECTION from the topics: reset its data and position, re-apply everything.
-
-    PROJECTION is `postgres` (postgres.session_tables) or `neo4j` (neo4j.session_graph).
-    Stop `sessionstream run` first: two writers of one store would fight over its position.
-    Progress is printed as it goes; the result equals the live projection. Refused, with the
-    reason, when the topic ends before what the store applied (a broker that lost its log).
-    """
-    settings = settings_of(ctx)
-    endpoints = resolve_endpoints(settings, (), click.echo)
-    built = build_projections(settings, endpoints)
-    chosen = built[resolve_name(projection, built)]
-    asyncio.run(replay_projection(chosen, endpoints.bootstrap, report=click.echo, force=force))
-
-
-@cli.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per projection.")
-@click.pass_context
-@fails_cleanly
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Per projection and agent: position, lag and dead letters.
-
-    Reads the stores' own positions (so it works whether or not `run` is running) and, when
-    the broker is reachable, the topics' end offsets and dead-letter counts.
-    """
-    settings = settings_of(ctx)
-    rows = asyncio.run(collect_status(settings))
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row.as_dict()))
-        return
-    click.echo(f"{'consumer':<26} {'topic':<26} {'position':>10} {'end':>10} {'lag':>8} "
-               f"{'dead letters':>12}")
-    for row in rows:
-        click.echo(row.line())
-
-
-GROUPINGS = {
-    "session": ("s.id", "s.id"),
-    "day": ("u.day::text", "u.day::text"),
-    "model": ("u.model", "u.model"),
-    "project": ("coalesce(s.project, '?')", "coalesce(s.project, '?')"),
-}
-
-
-@cli.command()
-@click.option("--by", "by", type=click.Choice(list(GROUPINGS)), default="session",
-              show_default=True, help="How to group the totals.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per row.")
-@click.pass_context
-@fails_cleanly
-def usage(ctx: click.Context, by: str, as_json: bool) -> None:
-    """Token and cost totals from Postgres (deduplicated: one row per API response).
-
-    Works whether or not `run` is running; on the embedded default it starts the embedded
-    PostgreSQL if needed.
-    """
-    settings = settings_of(ctx)
-    dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
-           else Stack(settings).up(["postgres"], report=lambda _: None)["postgres"])
-    rows = asyncio.run(_usage_rows(dsn, by))
-    if as_json:
-        for row in rows:
-            click.echo(json.dumps(row, default=str))
-        return
-    click.echo(f"{by:<40} {'input':>12} {'output':>10} {'cache_write':>12} {'cache_read':>14}"
-               f" {'cost_usd':>10}")
-    for row in rows:
-        click.echo(f"{str(row['key'])[:40]:<40} {row['input_tokens']:>12} "
-                   f"{row['output_tokens']:>10} {row['cache_creation_tokens']:>12} "
-                   f"{row['cache_read_tokens']:>14} {row['cost_usd']:>10.4f}")
-    unpriced = sorted({m for row in rows for m in row["unpriced_models"]})
-    if unpriced:
-        click.echo(f"not priced (unknown models, cost counted as 0): {', '.join(unpriced)}",
-                   err=True)
-
-
-async def _usage_rows(dsn: str, by: str) -> list[dict[str, object]]:
-    key, group = GROUPINGS[by]
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("SELECT 1 FROM usage LIMIT 1")
-    except asyncpg.UndefinedTableError:
-        await conn.close()
-        return []
-    try:
-        rows = await conn.fetch(f"""
-            SELECT {key} AS key, sum(u.input_tokens)::bigint AS input_tokens,
-                   sum(u.output_tokens)::bigint AS output_tokens,
-                   sum(u.cache_creation_tokens)::bigint AS cache_creation_tokens,
-                   sum(u.cache_read_tokens)::bigint AS cache_read_tokens,
-                   sum(u.cost_usd) AS cost_usd,
-                   coalesce(array_agg(DISTINCT u.model) FILTER (WHERE NOT u.priced), '{{}}')
-                       AS unpriced_models
-            FROM usage u JOIN sessions s ON s.id = u.session_id
-            GROUP BY {group} ORDER BY 1""")
-    finally:
-        await conn.close()
-    return [{**dict(r), "cost_usd": Decimal(r["cost_usd"] or 0)} for r in rows]
-
-
-def main() -> None:
-    logging.getLogger("faust").setLevel(logging.WARNING)
-    cli(prog_name="sessionstream")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

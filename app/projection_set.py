@@ -8,11 +8,11 @@ configured or running in the local stack. Names accept short aliases on the comm
 
 from __future__ import annotations
 
-from agents.endpoints import Endpoints
+from app.endpoints import Endpoints
 from projections.base import Projection
 from projections.neo4j.session_graph import SessionGraph
+from projections.postgres.mcp_telemetry_tables import TelemetryTables
 from projections.postgres.session_tables import SessionTables
-from projections.postgres.telemetry_tables import TelemetryTables
 from projections.pricing import PricingTable
 from streams.errors import ConfigError
 from streams.settings import Settings

@@ -1,7 +1,7 @@
 """``TelemetryMetrics``: the polled MCP telemetry as OTel instruments, derived from Postgres.
 
 Like :mod:`projections.otel.metrics`, totals and current values are re-read from the tables
-:class:`~projections.postgres.telemetry_tables.TelemetryTables` keeps exactly-once, so a restart
+:class:`~projections.postgres.mcp_telemetry_tables.TelemetryTables` keeps exactly-once, so a restart
 exports the same numbers: ``sessionstream.telemetry.polls`` (counter, by server, tool and
 outcome ok|error, from ``telemetry_polls``) and ``sessionstream.telemetry.value`` (gauge, the
 newest value of each flattened metric, from ``telemetry_latest``). Nothing is reported until
@@ -26,7 +26,7 @@ import asyncpg
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from projections.base import Projection
-from projections.postgres.telemetry_tables import TelemetryTables
+from projections.postgres.mcp_telemetry_tables import TelemetryTables
 from schemas.telemetry import ToolPolled
 
 __all__ = ["TelemetryMetrics", "TelemetrySnapshot"]

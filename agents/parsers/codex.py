@@ -49,7 +49,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
-from agents.line_parsing import (
+from agents.parsers.lines import (
     MAX_RAW_CHARS,
     MAX_TEXT_CHARS,
     Common,
