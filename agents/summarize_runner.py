@@ -10,7 +10,10 @@ offset. Offsets are committed only after the summaries of a batch were confirmed
 so a crash re-applies at most the last batch (a summary is a whole state: the latest wins). A
 periodic tick on the wall clock emits the rate-limited updates and closes idle sessions. A
 restart re-emits the close summary of every idle session it rebuilt; identical content has an
-identical ``event_id``, so consumers can dedupe."""
+identical ``event_id``, so consumers can dedupe.
+
+It is a :class:`~streams.runtime.ConsumerRuntime`: the clients, the loop, send-and-confirm and
+dead letters are the runtime's; the rebuild on assignment and the tick are this module's."""
 
 from __future__ import annotations
 
@@ -20,18 +23,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
 from agents.summarize_sessions import Summarizer
 from projections.pricing import PricingTable
 from schemas.summaries import SessionSummaryEvent
-from streams.batches import BatchSender
-from streams.codecs import dead_letter, decode_shared, encode, encode_key
+from streams.codecs import decode_shared, encode, encode_key
 from streams.errors import InvalidEvent
 from streams.kafka_backoff import RETRY_BACKOFF_MS
-from streams.stage import PRODUCER_BATCH_BYTES
+from streams.runtime import Batch, ConsumerRuntime
 from streams.topics import SESSION_EVENTS, SUMMARIES
 
 __all__ = ["GROUP_ID", "SummarizeRunner"]
@@ -42,18 +43,7 @@ GROUP_ID = "sessionstream.summarize"
 REBUILD_IDLE_S = 10.0  # give up rebuilding a partition that yields nothing for this long
 
 
-class _Rebuild(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: SummarizeRunner) -> None:
-        self.runner = runner
-
-    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self.runner.release(revoked)
-
-    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self.runner.rebuild(assigned)
-
-
-class SummarizeRunner:
+class SummarizeRunner(ConsumerRuntime):
     """Consumes ``source_topic`` as group ``group_id`` and publishes summaries to
     ``target_topic`` until :meth:`stop`.
 
@@ -69,83 +59,54 @@ class SummarizeRunner:
                  session_timeout_ms: int = 10_000,
                  report: Callable[[str], None] | None = None,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.bootstrap = bootstrap
+        super().__init__("summarize_sessions", bootstrap, topic=source_topic, group_id=group_id,
+                         dlq=SESSION_EVENTS.dlq, output_topic=target_topic,
+                         batch_size=batch_size, session_timeout_ms=session_timeout_ms)
         self.inactivity_timeout = inactivity_timeout
         self.update_interval = update_interval
         self.tick_interval = tick_interval
         self.pricing = pricing or PricingTable.load()
         self.source_topic = source_topic
         self.target_topic = target_topic
-        self.group_id = group_id
-        self.batch_size = batch_size
-        self.session_timeout_ms = session_timeout_ms
         self.report = report
         self.clock = clock
         self.summarizers: dict[int, Summarizer] = {}  # source partition -> its sessions
         self._positions: dict[int, int] = {}  # source partition -> next offset folded in
-        self.produced_ends: dict[int, int] = {}  # target partition -> next offset after ours
         self.processed = 0  # source records consumed live (skipped ones included)
         self.skipped = 0  # source records dead-lettered (undecodable or unfoldable)
         self.rebuilt = 0  # source records folded while rebuilding
         self.emitted = 0  # summaries confirmed by the broker
-        self.consumer: AIOKafkaConsumer | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self._sender: BatchSender | None = None
-        self._stopping = asyncio.Event()
+        self._next_tick = time.monotonic() + tick_interval
         self._lock = asyncio.Lock()  # one of: live batch, tick, rebuild, release
 
     def _summarizer(self) -> Summarizer:
         return Summarizer(self.pricing, inactivity_timeout=self.inactivity_timeout,
                           update_interval=self.update_interval)
 
-    async def run(self) -> None:
-        """Consume, summarize and publish until :meth:`stop` is called. Pending updates are
-        published before the consumer leaves; offsets are committed per confirmed batch."""
-        self.producer = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all",
-                                         max_batch_size=PRODUCER_BATCH_BYTES,
-                                         retry_backoff_ms=RETRY_BACKOFF_MS)
-        self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap, group_id=self.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
-            heartbeat_interval_ms=min(3_000, self.session_timeout_ms // 3),
-            max_poll_records=self.batch_size, retry_backoff_ms=RETRY_BACKOFF_MS,
-        )
-        await self.producer.start()
-        self._sender = BatchSender(self.producer, self.target_topic)
-        try:
-            await self._sender.start()
-            self.consumer.subscribe([self.source_topic], listener=_Rebuild(self))
-            await self.consumer.start()
-            try:
-                await self._loop()
-                await self._publish([s for z in self.summarizers.values()
-                                     for s in z.flush(self.clock())])
-            finally:
-                await self.consumer.stop()
-        finally:
-            await self.producer.stop()
+    async def handle(self, batch: Batch) -> None:
+        # aiokafka starts fetching a new assignment before its listener has returned: the
+        # lock keeps live records away from a partition while its state is rebuilt.
+        async with self._lock:
+            assert self.consumer is not None
+            assigned = self.consumer.assignment()
+            mine = {tp: records for tp, records in batch.items() if records and tp in assigned}
+            if mine:
+                await self._handle(mine)
 
-    def stop(self) -> None:
-        self._stopping.set()
+    async def after_fetch(self) -> None:
+        """The tick: rate-limited updates and closes of idle sessions, once per interval."""
+        if time.monotonic() < self._next_tick:
+            return
+        async with self._lock:
+            now = self.clock()
+            await self._publish([s for z in self.summarizers.values() for s in z.tick(now)])
+        self._next_tick = time.monotonic() + self.tick_interval
 
-    async def _loop(self) -> None:
-        assert self.consumer is not None
-        next_tick = time.monotonic() + self.tick_interval
-        while not self._stopping.is_set():
-            batch = await self.consumer.getmany(timeout_ms=100, max_records=self.batch_size)
-            # aiokafka starts fetching a new assignment before its listener has returned: the
-            # lock keeps live records away from a partition while its state is rebuilt.
-            async with self._lock:
-                assigned = self.consumer.assignment()
-                mine = {tp: records for tp, records in batch.items()
-                        if records and tp in assigned}
-                if mine:
-                    await self._handle(mine)
-                if time.monotonic() >= next_tick:
-                    now = self.clock()
-                    await self._publish([s for z in self.summarizers.values()
-                                         for s in z.tick(now)])
-                    next_tick = time.monotonic() + self.tick_interval
+    async def before_stop(self) -> None:
+        """Pending updates are published before the consumer leaves."""
+        async with self._lock:
+            await self._publish([s for z in self.summarizers.values()
+                                 for s in z.flush(self.clock())])
 
     async def _handle(self, batch: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         """Fold every partition's records, publish their summaries, commit once."""
@@ -165,47 +126,36 @@ class SummarizeRunner:
                     # One record the summarizer cannot fold (a bad record, a shape nobody
                     # foresaw) is dead-lettered with the reason; it must not stop every
                     # session behind it.
-                    await self._dead_letter(record, exc)
+                    if not isinstance(exc, InvalidEvent):
+                        logger.error("summarize failed on %s[%s]@%s", record.topic,
+                                     record.partition, record.offset, exc_info=exc)
+                    self.skipped += 1
+                    await self.dead_letter(record, exc)
             ends[tp] = records[-1].offset + 1
             self.processed += len(records)
-        await self._publish(outputs)
-        assert self.consumer is not None
-        try:
-            await self.consumer.commit(ends)
-        except (CommitFailedError, IllegalStateError) as exc:
-            # A partition is being moved: whoever gets it (us included) rebuilds its state.
-            logger.warning("summarize could not commit %s: %s",
-                           {f"{tp.topic}[{tp.partition}]": end for tp, end in ends.items()}, exc)
-            for tp in ends:
-                self._positions.pop(tp.partition, None)
-        else:
+        await self._publish(outputs, always=True)  # summaries and dead letters confirmed
+        if await self.commit(ends):
             for tp, end in ends.items():
                 self._positions[tp.partition] = end
+        else:  # a partition is being moved: whoever gets it (us included) rebuilds its state
+            for tp in ends:
+                self._positions.pop(tp.partition, None)
 
-    async def _dead_letter(self, record: ConsumerRecord, exc: Exception) -> None:
-        """``record`` to the events' dead-letter topic, original key kept, and counted."""
-        assert self.producer is not None
-        if not isinstance(exc, InvalidEvent):
-            logger.error("summarize failed on %s[%s]@%s", record.topic, record.partition,
-                         record.offset, exc_info=exc)
-        logger.warning("summarize dead-letters %s[%s]@%s: %s", record.topic, record.partition,
-                       record.offset, exc)
-        await self.producer.send_and_wait(SESSION_EVENTS.dlq, dead_letter(
-            "summarize_sessions", exc, record.topic, record.partition, record.offset,
-            record.key, record.value), key=record.key)
-        self.skipped += 1
-
-    async def _publish(self, summaries: list[SessionSummaryEvent]) -> None:
-        """Send ``summaries`` in order and return once the broker confirmed every one."""
-        if not summaries:
+    async def _publish(self, summaries: list[SessionSummaryEvent], always: bool = False) -> None:
+        """Send ``summaries`` in order and return once the broker confirmed every one (and
+        every dead letter queued); ``always``: confirm even when there are none."""
+        if not summaries and not always:
             return
-        assert self._sender is not None
         for summary in summaries:
-            await self._sender.add(encode_key(summary.source, summary.session_id),
-                                   encode(summary))
-        for partition, end in (await self._sender.flush()).items():
-            self.produced_ends[partition] = max(self.produced_ends.get(partition, 0), end)
+            await self.send(encode_key(summary.source, summary.session_id), encode(summary))
+        await self.confirm()
         self.emitted += len(summaries)
+
+    async def on_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self.release(revoked)
+
+    async def on_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self.rebuild(assigned)
 
     async def release(self, revoked: set[TopicPartition]) -> None:
         """Publish the pending updates of ``revoked`` partitions. Their states are kept: a

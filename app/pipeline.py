@@ -49,8 +49,9 @@ from streams.kafka_backoff import RETRY_BACKOFF_MS
 from streams.lag import end_offsets, lag_to
 from streams.producers.http_api import bind_api, serve_api
 from streams.producers.mcp_telemetry_poller import TelemetryPoller
+from streams.runtime import PRODUCER_BATCH_BYTES, ConsumerRuntime
 from streams.settings import Settings
-from streams.stage import PRODUCER_BATCH_BYTES, Stage
+from streams.stage import Stage
 from streams.topics import FILE_CHANGES, FILTERED, SESSION_EVENTS, TELEMETRY_POLLED
 
 __all__ = ["APP_ID", "Pipeline"]
@@ -111,7 +112,6 @@ class Pipeline:
         )
         self._kafka: AIOKafkaProducer | None = None
         self._lines: BatchSender | None = None
-        self._published_ends: dict[int, int] = {}
         self._stop = asyncio.Event()
         self.helpers = 0  # helper processes the caller started beside this one
         self._register()
@@ -129,11 +129,10 @@ class Pipeline:
                             decide=functools.partial(filter_events.decide, policy),
                             target=FILTERED.name, dlq=SESSION_EVENTS.dlq,
                             group_id=FILTER_GROUP, legacy_group=APP_ID, shared_decode=True)
-        for stage in (self.parse, self.filter):
-            app.task(self._stage_task(stage))
+        for runtime in (self.parse, self.filter, self.summarizer):
+            app.task(self._task_of(runtime))
         if not self.helper:
             app.task(self._run_producers)
-        app.task(self._run_summarizer)
         for runner in self.projections:
             app.task(self._task_for(runner))
         if self.exporter is not None:
@@ -144,12 +143,12 @@ class Pipeline:
             app.task(self._run_api)
 
     @staticmethod
-    def _stage_task(stage: Stage) -> Callable[[], Any]:
-        async def run_stage() -> None:
-            await stage.run()
+    def _task_of(runtime: ConsumerRuntime) -> Callable[[], Any]:
+        async def run_runtime() -> None:
+            await runtime.run()
 
-        run_stage.__name__ = stage.name
-        return run_stage
+        run_runtime.__name__ = runtime.name
+        return run_runtime
 
     def _task_for(self, runner: ProjectionRunner) -> Callable[[], Any]:
         async def run_projection() -> None:
@@ -180,8 +179,10 @@ class Pipeline:
         assert self._lines is not None
         for e in batch:
             await self._lines.add(encode_key(e.source, e.session_id), encode_file_change(e))
-        for partition, end in (await self._lines.flush()).items():
-            self._published_ends[partition] = max(self._published_ends.get(partition, 0), end)
+        await self._lines.flush()  # confirmed by the broker before the checkpoint moves
+
+    def _published_ends(self) -> dict[int, int]:
+        return self._lines.ends if self._lines is not None else {}
 
     async def _run_producers(self) -> None:
         self._kafka = AIOKafkaProducer(bootstrap_servers=self.endpoints.bootstrap, acks="all",
@@ -225,9 +226,6 @@ class Pipeline:
         assert self._telemetry_kafka is not None
         await self._telemetry_kafka.send_and_wait(TELEMETRY_POLLED.name, encode(event),
                                                   key=key.model_dump_json().encode())
-
-    async def _run_summarizer(self) -> None:
-        await self.summarizer.run()
 
     async def _run_metrics(self) -> None:
         assert self.exporter is not None
@@ -280,7 +278,7 @@ class Pipeline:
         reported = time.monotonic()
         while True:
             lags = {"parse": await lag_to(bootstrap, PARSE_GROUP, FILE_CHANGES.name,
-                                          _merge(lines_end, self._published_ends))}
+                                          _merge(lines_end, self._published_ends()))}
             if self.helpers and lags["parse"] == 0:
                 # Helpers parsed some of the lines: what they wrote is only known to the
                 # broker (exact on Kafka, which `--workers` needs).

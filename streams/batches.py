@@ -8,7 +8,8 @@ Keys go to the partition Kafka's default partitioner would choose (murmur2 of th
 every other producer of these topics does, Java and ``send`` included), so one session stays
 on one partition whoever publishes it; the choice is cached per key.
 :meth:`BatchSender.flush` returns once the broker confirmed every record (or raises), with the
-next offset after the last record written per partition.
+next offset after the last record written per partition; :attr:`BatchSender.ends` keeps the
+largest of those over every flush (what a backfill waits for its consumers to reach).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class BatchSender:
         self._builders: dict[int, Any] = {}
         self._sent: list[tuple[int, int, asyncio.Future[Any]]] = []  # partition, records, fut
         self.pending = 0  # records added since the last flush
+        self.ends: dict[int, int] = {}  # partition -> next offset after our last confirmed record
 
     async def start(self) -> None:
         """Learn the topic's partition count (the broker's, not the catalogue's)."""
@@ -86,4 +88,6 @@ class BatchSender:
         for (partition, count, _), meta in zip(
                 sent, await asyncio.gather(*(f for _, _, f in sent)), strict=True):
             ends[partition] = max(ends.get(partition, 0), meta.offset + count)
+        for partition, end in ends.items():
+            self.ends[partition] = max(self.ends.get(partition, 0), end)
         return ends

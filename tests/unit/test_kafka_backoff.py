@@ -93,4 +93,4 @@ def _keyword(call: list[tokenize.TokenInfo], name: str) -> str | None:
 def test_every_client_we_construct_passes_the_same_retry_backoff() -> None:
     calls = _client_calls()
     assert {p: values for p, values in calls.items() if set(values) != {"RETRY_BACKOFF_MS"}} == {}
-    assert "app/pipeline.py" in calls and "projections/runner.py" in calls
+    assert "app/pipeline.py" in calls and "streams/runtime.py" in calls
