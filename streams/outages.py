@@ -21,7 +21,11 @@ One state per process: every client of a sessionstream process talks to one clus
 new connection means the cluster answers again. While down, every warning or error of
 aiokafka is the outage's (reconnects, metadata, coordinator, heartbeats, produce retries),
 except tracebacks of unexpected errors; records of other loggers are the outage's only if they
-carry a Kafka error. Everything else passes untouched.
+carry a Kafka error. One more record is not an outage and is dropped: aiokafka's
+"Group Coordinator Request failed" with ``GroupCoordinatorNotAvailableError``, which a
+reachable broker answers while its offsets topic is still being created (a first start); the
+client retries it with backoff, so it is not an error a user can act on. Everything else passes
+untouched.
 """
 
 from __future__ import annotations
@@ -38,7 +42,12 @@ from typing import Any
 
 import aiokafka
 import aiokafka.client as aiokafka_client
-from aiokafka.errors import KafkaConnectionError, KafkaError, NodeNotReadyError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+)
 
 __all__ = ["STILL_DOWN_EVERY_S", "BrokerOutages", "install"]
 
@@ -87,6 +96,8 @@ class BrokerOutages(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False (swallowed) for a record of the outage, True for any other record."""
+        if _coordinator_starting(record):
+            return False
         if record.name == self.report.name or not self._of_outage(record):
             return True
         with self._lock:
@@ -128,6 +139,13 @@ class BrokerOutages(logging.Filter):
         outage.reported = now
         return ("broker %s still unreachable for %.0f s (%d messages suppressed); "
                 "retrying with backoff", outage.address, now - outage.since, outage.suppressed)
+
+
+def _coordinator_starting(record: logging.LogRecord) -> bool:
+    """A retried lookup answered "coordinator not available" (a broker still starting)."""
+    return (_is_aiokafka(record) and isinstance(record.msg, str)
+            and record.msg.startswith("Group Coordinator Request failed")
+            and any(isinstance(a, GroupCoordinatorNotAvailableError) for a in record.args or ()))
 
 
 def _is_aiokafka(record: logging.LogRecord) -> bool:

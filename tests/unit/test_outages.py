@@ -8,7 +8,12 @@ from collections.abc import Iterator
 
 import aiokafka.client as aiokafka_client
 import pytest
-from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+from aiokafka.errors import (
+    GroupCoordinatorNotAvailableError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+)
 
 import projections.otel.metrics  # noqa: F401  (its logger exists, as in the CLI)
 from streams import outages
@@ -218,3 +223,14 @@ async def test_installed_a_failed_connect_changes_nothing_and_a_completed_one_en
     assert installed.down
     assert await aiokafka_client.create_conn("127.0.0.1", 9092) == "connection to 127.0.0.1:9092"
     assert not installed.down
+
+
+def test_a_coordinator_still_starting_is_not_an_error_on_the_terminal(
+        watch: BrokerOutages, lines: Lines) -> None:
+    starting = record("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s",
+                      GroupCoordinatorNotAvailableError())
+    assert watch.filter(starting) is False
+    assert not watch.down and lines.lines == []
+    other = record("aiokafka.consumer.group_coordinator", "Group Coordinator Request failed: %s",
+                   KafkaTimeoutError())
+    assert watch.filter(other) is True  # any other failure is still shown (or is an outage's)
