@@ -1,16 +1,20 @@
 """One parse step for every source: route each raw line to its source's pure parser.
 
-``decide(event)`` looks up ``PARSERS[event.source]``; every parser has the same contract
-(``FileChanged -> list[SessionEvent]``, ``InvalidEvent`` for a line it cannot read), so adding a
-source means adding one parser module and one entry here. A line of an unknown source is an
-``InvalidEvent`` (dead-lettered with the list of known sources), never a crash.
+``decide(event)`` looks up ``PARSERS[event.source]``. ``PARSERS`` is built at import from the
+parser modules of :mod:`agents.parsers`, each of which registers its ``decide`` for its
+producer's source (:func:`agents.parsers.registry.parses`); every module of that package is
+imported here (``pkgutil``), so adding a source means adding one parser module and nothing
+here. A line of an unknown source is an ``InvalidEvent`` (dead-lettered with the list of known
+sources), never a crash.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+import pkgutil
 
-from agents.parsers import antigravity, claude, codex, gemini, session_skill
+from agents import parsers
+from agents.parsers.registry import Parser, registered
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged
 from schemas.limits import strip_nul
@@ -18,13 +22,15 @@ from streams.errors import InvalidEvent
 
 __all__ = ["PARSERS", "decide"]
 
-PARSERS: dict[str, Callable[[FileChanged], list[SessionEvent]]] = {
-    "claude-code": claude.decide,
-    "codex": codex.decide,
-    "gemini-cli": gemini.decide,
-    "antigravity": antigravity.decide,
-    "session-skill": session_skill.decide,
-}
+
+def _discover() -> dict[str, Parser]:
+    """Import every parser module (each registers itself) and return the registrations."""
+    for info in pkgutil.iter_modules(parsers.__path__, f"{parsers.__name__}."):
+        importlib.import_module(info.name)
+    return registered()
+
+
+PARSERS: dict[str, Parser] = _discover()
 
 
 def decide(event: FileChanged) -> list[SessionEvent]:

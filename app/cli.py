@@ -9,12 +9,19 @@ from __future__ import annotations
 import logging
 import sys
 
-from app import stack_commands, store_commands, topic_commands, worker_commands
+from app import (
+    demo_commands,
+    stack_commands,
+    store_commands,
+    topic_commands,
+    worker_commands,
+)
 from app.cli_base import cli
 
 __all__ = ["cli", "main"]
 
-COMMAND_MODULES = (stack_commands, topic_commands, worker_commands, store_commands)
+COMMAND_MODULES = (stack_commands, topic_commands, worker_commands, demo_commands,
+                   store_commands)
 
 
 def main() -> None:

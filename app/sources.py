@@ -1,9 +1,10 @@
-"""Which producers a worker runs and what each one reads: the sources registry.
+"""Which producers a worker runs and what each one reads, from the sources registry.
 
 A source root is given as ``PATH`` or ``KIND=PATH`` (``--source``, ``SESSIONSTREAM_SOURCES``).
-``KIND`` is a producer's ``source`` name (``claude-code``, ``codex``, ...); a bare path is
-given to the first kind whose :meth:`~streams.producers.base.FileProducer.claims` accepts it,
-else to ``claude-code``. With no roots at all, every kind watches its own default paths.
+``KIND`` is a producer's ``source`` name (:func:`streams.sources.source_names`); a bare path is
+given to the first kind (by ``rank``) whose
+:meth:`~streams.producers.base.FileProducer.claims` accepts it, else to the ``fallback`` source
+(Claude Code's). With no roots at all, every kind watches its own default paths.
 """
 
 from __future__ import annotations
@@ -12,21 +13,14 @@ import os
 from pathlib import Path
 
 from streams.errors import ConfigError
-from streams.producers.antigravity import AntigravityProducer
 from streams.producers.base import FileProducer, Publish
-from streams.producers.claude import ClaudeCodeProducer
-from streams.producers.codex import CodexProducer
-from streams.producers.gemini import GeminiProducer
-from streams.producers.session_skill import SessionSkillProducer
 from streams.settings import Settings
+from streams.sources import fallback_source, producer_classes
 
 __all__ = ["PRODUCERS", "build_producers", "split_roots"]
 
-PRODUCERS: dict[str, type[FileProducer]] = {
-    cls.source: cls for cls in (ClaudeCodeProducer, CodexProducer, GeminiProducer,
-                                AntigravityProducer, SessionSkillProducer)
-}
-DEFAULT_KIND = ClaudeCodeProducer.source
+PRODUCERS: dict[str, type[FileProducer]] = {cls.source: cls for cls in producer_classes()}
+DEFAULT_KIND = fallback_source()
 
 
 def split_roots(specs: list[Path] | list[str]) -> dict[str, list[Path]]:

@@ -27,10 +27,10 @@ from streams.errors import ConfigError
 from streams.settings import Settings
 from streams.stack.embedded import KEEPS
 
-__all__ = ["backfill", "run"]
+__all__ = ["backfill", "run", "start_worker"]
 
 
-def _start_worker(settings: Settings, endpoints: Endpoints, backfill: bool,
+def start_worker(settings: Settings, endpoints: Endpoints, backfill: bool,
                   helper: bool = False) -> None:
     asyncio.run(ensure_topics(endpoints.bootstrap))
     report = _quiet if helper else click.echo
@@ -72,9 +72,16 @@ class _Worker(faust.Worker):  # type: ignore[misc]
     stop, and a process still running :data:`STOP_GRACE_S` later exits anyway, so no stuck
     client call can hold Ctrl-C. Nothing is lost by it: every stage commits only what the
     broker confirmed and every store keeps its position with its data, so whatever was in
-    flight is read again at the next start (the same as after a crash)."""
+    flight is read again at the next start (the same as after a crash).
+
+    Without faust's spinner: it writes cursor-control codes even into a pipe or a log file,
+    and the worker prints its own plain progress lines."""
 
     helpers: list[subprocess.Popen[bytes]] = []
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)
+        self.spinner = None
 
     def _on_sigint(self) -> None:
         self._arm_deadline()
@@ -141,10 +148,9 @@ def _tune_gc() -> None:
 
 _sources = click.option(
     "--source", "sources", multiple=True, type=click.Path(path_type=Path),
-    help="Root to read, as PATH or KIND=PATH (repeatable; kinds: "
-         f"{', '.join(PRODUCERS)}). Default: SESSIONSTREAM_SOURCES, else each source's own "
-         "paths (~/.claude/projects, ~/.codex/sessions, ~/.gemini/tmp, ~/.gemini/antigravity, "
-         "~/.gemini/antigravity-cli, $SESSIONSTREAM_SKILL_ROOTS).")
+    help="Root to read, as PATH or KIND=PATH (repeatable). Default: SESSIONSTREAM_SOURCES, "
+         "else what each KIND reads by default: "
+         + "; ".join(f"{kind}: {cls.help_text}" for kind, cls in PRODUCERS.items()) + ".")
 
 
 _workers = click.option(
@@ -177,31 +183,33 @@ def run(ctx: click.Context, sources: tuple[Path, ...], workers: int | None,
     """
     settings = _with_workers(settings_of(ctx), workers)
     endpoints = resolve_endpoints(settings, sources, _quiet if helper else click.echo)
-    _start_worker(settings, endpoints, backfill=False, helper=helper)
+    start_worker(settings, endpoints, backfill=False, helper=helper)
 
 
-@cli.command()
+def _backfill_help() -> str:
+    """``backfill --help``, with one ``--source KIND=PATH`` example per registered source."""
+    examples = "".join(f"  sessionstream backfill --source {kind}={cls.example_root}\n"
+                       for kind, cls in PRODUCERS.items())
+    return (
+        "Re-read every source from the start, wait until every projection caught up, exit.\n\n"
+        "Safe to repeat: events have deterministic ids and every projection skips what it "
+        "applied.\n\n"
+        "\b\nExamples:\n"
+        "  sessionstream backfill                                  your own sessions\n"
+        "  sessionstream backfill --source ../shared/fixtures/sessions/claude-code\n"
+        f"{examples}"
+        "  sessionstream backfill --workers 2                      two processes, two cores\n")
+
+
+@cli.command(help=_backfill_help())
 @_sources
 @_workers
 @click.pass_context
 @fails_cleanly
 def backfill(ctx: click.Context, sources: tuple[Path, ...], workers: int | None) -> None:
-    """Re-read every source from the start, wait until every projection caught up, exit.
-
-    Safe to repeat: events have deterministic ids and every projection skips what it applied.
-
-    \b
-    Examples:
-      sessionstream backfill                                  your own sessions
-      sessionstream backfill --source ../shared/fixtures/sessions/claude-code
-      sessionstream backfill --source codex=~/.codex/sessions
-      sessionstream backfill --source gemini-cli=~/.gemini/tmp
-      sessionstream backfill --source antigravity=~/.gemini/antigravity
-      sessionstream backfill --source session-skill=~/code    every agents/sessions/<slug>/
-      sessionstream backfill --workers 2                      two processes, two cores
-    """
+    """See :func:`_backfill_help` (its examples come from the sources registry)."""
     settings = _with_workers(settings_of(ctx), workers)
-    _start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=True)
+    start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=True)
 
 
 def _with_workers(settings: Settings, workers: int | None) -> Settings:

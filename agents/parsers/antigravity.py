@@ -56,6 +56,7 @@ from agents.parsers.lines import (
     parse_time,
 )
 from agents.parsers.markdown_checklist import read_checklist
+from agents.parsers.registry import parses
 from schemas.envelope import derive_event_id
 from schemas.events import (
     ArtifactDescribed,
@@ -73,6 +74,7 @@ from schemas.events import (
     UserPrompted,
 )
 from schemas.file_changes import FileChanged
+from streams.producers.antigravity import AntigravityProducer
 
 __all__ = ["decide"]
 
@@ -94,6 +96,7 @@ FAILED = frozenset({"ERROR", "FAILED"})
 STEP_FIELDS = frozenset({"step_index", "source", "type", "status", "created_at", "content"})
 
 
+@parses(AntigravityProducer)
 def decide(event: FileChanged) -> list[SessionEvent]:
     """The normalized events one ``sessions.file-changes.v1`` event stands for.
 

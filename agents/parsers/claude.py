@@ -27,6 +27,7 @@ from agents.parsers.lines import (
     timestamp_of,
     token_count,
 )
+from agents.parsers.registry import parses
 from schemas.events import (
     AssistantMessage,
     EventPayload,
@@ -44,6 +45,7 @@ from schemas.events import (
     UserPrompted,
 )
 from schemas.file_changes import FileChanged
+from streams.producers.claude import ClaudeCodeProducer
 
 __all__ = ["MAX_TEXT_CHARS", "decide"]
 
@@ -66,6 +68,7 @@ SILENT_TYPES = frozenset({
 })
 
 
+@parses(ClaudeCodeProducer)
 def decide(event: FileChanged) -> list[SessionEvent]:
     """The normalized events one ``sessions.file-changes.v1`` event stands for.
 

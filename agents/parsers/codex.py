@@ -62,6 +62,7 @@ from agents.parsers.lines import (
     timestamp_of,
     token_count,
 )
+from agents.parsers.registry import parses
 from schemas.envelope import derive_event_id
 from schemas.events import (
     AssistantMessage,
@@ -78,6 +79,7 @@ from schemas.events import (
     UserPrompted,
 )
 from schemas.file_changes import FileChanged
+from streams.producers.codex import CodexProducer
 
 __all__ = ["MAX_TEXT_CHARS", "decide", "usage_key"]
 
@@ -101,6 +103,7 @@ TOOL_OUTPUTS = frozenset({"function_call_output", "custom_tool_call_output"})
 NESTED = ("response_item", "event_msg")  # their kind is payload.type
 
 
+@parses(CodexProducer)
 def decide(event: FileChanged) -> list[SessionEvent]:
     """The normalized events one ``sessions.file-changes.v1`` event stands for.
 

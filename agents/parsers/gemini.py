@@ -39,6 +39,7 @@ import json
 from collections.abc import Callable
 from typing import Literal
 
+from agents.parsers.gemini_content import display_text, file_paths, parts_text, thoughts_text
 from agents.parsers.lines import (
     MAX_RAW_CHARS,
     Common,
@@ -52,6 +53,7 @@ from agents.parsers.lines import (
     token_count,
     where,
 )
+from agents.parsers.registry import parses
 from schemas.envelope import derive_event_id
 from schemas.events import (
     AssistantMessage,
@@ -72,6 +74,7 @@ from schemas.events import (
 )
 from schemas.file_changes import FileChanged
 from streams.errors import InvalidEvent
+from streams.producers.gemini import GeminiProducer
 
 __all__ = ["decide", "derive_snapshot"]
 
@@ -84,13 +87,11 @@ FILE_ACCESS: dict[str, Literal["read", "write"]] = {
     "read_file": "read", "read_many_files": "read", "write_file": "write", "replace": "write",
     "edit": "write", "smart_edit": "write",
 }
-PATH_ARGS = ("file_path", "absolute_path", "path")
-LIST_ARGS = ("paths", "include")  # read_many_files: paths or glob patterns
-GLOB_CHARS = frozenset("*?[{")
 # What gemini-cli itself does not count as a prompt (sessionUtils.isIgnoredUserContent).
 META_PREFIXES = ("/", "?", "<session_context>", "<hook_context>")
 
 
+@parses(GeminiProducer)
 def decide(event: FileChanged) -> list[SessionEvent]:
     """The normalized events one ``sessions.file-changes.v1`` event of ``gemini-cli`` stands for.
 
@@ -188,7 +189,7 @@ def _metadata(meta: Obj, event: FileChanged) -> list[EventPayload]:
 
 def _user(record: Obj, common: Common) -> list[EventPayload]:
     shown = record.get("displayContent")
-    text, truncated = clip(_parts_text(shown if shown else record.get("content")))
+    text, truncated = clip(parts_text(shown if shown else record.get("content")))
     is_meta = not text.strip() or text.lstrip().startswith(META_PREFIXES)
     return [UserPrompted(text=text, truncated=truncated, is_meta=is_meta, **common)]
 
@@ -197,10 +198,10 @@ def _gemini(record: Obj, common: Common) -> list[EventPayload]:
     """Reply text, thoughts, tool calls with results and files, and usage, all keyed by ``id``.
     """
     key, model = record["id"], as_str(record.get("model"))
-    text, truncated = clip(_parts_text(record.get("content")))
+    text, truncated = clip(parts_text(record.get("content")))
     payloads: list[EventPayload] = [AssistantMessage(
         message_key=key, model=model, text=text, truncated=truncated, **common)]
-    thoughts = _thoughts_text(record.get("thoughts"))
+    thoughts = thoughts_text(record.get("thoughts"))
     if thoughts:
         text, truncated = clip(thoughts)
         payloads.append(AssistantMessage(
@@ -225,12 +226,11 @@ def _tool_call(call: Obj, key: str, common: Common) -> list[EventPayload]:
     if access:
         payloads.extend(FileTouched(path=path, tool=name, access=access,
                                     tool_use_id=tool_use_id, **own)
-                        for path in _file_paths(args))
+                        for path in file_paths(args))
     status = as_str(call.get("status"))
     if status in DONE:
         shown = call.get("resultDisplay")
-        content, truncated = clip(_display_text(shown) if shown else _parts_text(
-            call.get("result")))
+        content, truncated = clip(display_text(shown) if shown else parts_text(call.get("result")))
         payloads.append(ToolResulted(tool_use_id=tool_use_id, is_error=status in FAILED,
                                      content=content, truncated=truncated, **own))
     return payloads
@@ -249,71 +249,9 @@ def _usage(tokens: Obj, key: str, model: str | None, common: Common) -> list[Eve
 
 def _system(record: Obj, common: Common) -> list[EventPayload]:
     return [SystemEvent(subtype=as_str(record.get("type")),
-                        content=clip(_parts_text(record.get("content")))[0], **common)]
+                        content=clip(parts_text(record.get("content")))[0], **common)]
 
 
 MESSAGE_HANDLERS: dict[str, Callable[[Obj, Common], list[EventPayload]]] = {
     "user": _user, "gemini": _gemini, **dict.fromkeys(SYSTEM_TYPES, _system),
 }
-
-
-# -- small readers -----------------------------------------------------------------------------
-
-
-def _parts_text(content: object) -> str:
-    """A ``PartListUnion`` as text: strings and ``text`` parts verbatim (joined as gemini-cli
-    joins them), a function response as its output, other parts (images, files) as ``[kind]``."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, dict):
-        content = [content]
-    if not isinstance(content, list):
-        return ""
-    return "".join(_part_text(part) for part in content)
-
-
-def _part_text(part: object) -> str:
-    if isinstance(part, str):
-        return part
-    part = as_obj(part)
-    if isinstance(part.get("text"), str):
-        return part["text"]
-    response = as_obj(as_obj(part.get("functionResponse")).get("response"))
-    if response:
-        output = response.get("output", response.get("error", response))
-        return output if isinstance(output, str) else json.dumps(output, ensure_ascii=False)
-    return f"[{next(iter(part), 'part')}]"
-
-
-def _display_text(shown: object) -> str:
-    """``resultDisplay``: a string, or an object such as a file diff (its ``fileDiff``)."""
-    if isinstance(shown, str):
-        return shown
-    diff = as_obj(shown).get("fileDiff")
-    return diff if isinstance(diff, str) else json.dumps(shown, ensure_ascii=False)
-
-
-def _thoughts_text(thoughts: object) -> str:
-    """``thoughts[{subject, description}]`` as ``subject: description`` lines."""
-    lines = []
-    for thought in thoughts if isinstance(thoughts, list) else []:
-        subject = as_str(as_obj(thought).get("subject")) or ""
-        description = as_str(as_obj(thought).get("description")) or ""
-        line = f"{subject}: {description}" if subject and description else subject or description
-        if line:
-            lines.append(line)
-    return "\n".join(lines)
-
-
-def _file_paths(args: Obj) -> list[str]:
-    """The concrete file paths a file tool names; glob patterns are not files."""
-    for name in PATH_ARGS:
-        path = as_str(args.get(name))
-        if path:
-            return [path]
-    for name in LIST_ARGS:
-        values = args.get(name)
-        if isinstance(values, list):
-            return [v for v in values if isinstance(v, str) and v
-                    and not GLOB_CHARS.intersection(v)]
-    return []

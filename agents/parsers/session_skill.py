@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import PurePath
@@ -50,6 +49,17 @@ from agents.parsers.lines import (
     parse_time,
 )
 from agents.parsers.markdown_checklist import read_checklist
+from agents.parsers.registry import parses
+from agents.parsers.session_skill_fields import (
+    IN_PROGRESS,
+    count_done,
+    field_of,
+    label_of,
+    plan_items,
+    state_progress,
+    status_of,
+    text_of,
+)
 from schemas.envelope import derive_event_id
 from schemas.events import (
     ArtifactRevised,
@@ -61,7 +71,7 @@ from schemas.events import (
 )
 from schemas.file_changes import FileChanged
 from streams.errors import InvalidEvent
-from streams.producers.session_skill import SkillFile, skill_file
+from streams.producers.session_skill import SessionSkillProducer, SkillFile, skill_file
 
 __all__ = ["DEFAULT_TYPE", "decide"]
 
@@ -70,14 +80,9 @@ Facet = Callable[[FileChanged, Common], list[EventPayload]]
 DEFAULT_TYPE = "skill"
 LAYOUT_FACET = "layout"
 LAYOUT_DATE = datetime(1970, 1, 1, tzinfo=UTC)  # below every real file: any other facet wins
-DONE = frozenset({"done", "completed", "complete", "checked"})
-IN_PROGRESS = frozenset({"in_progress", "inprogress", "active", "doing", "running", "executing",
-                         "started", "current", "wip"})
-ITEM_KEYS = ("tasks", "steps", "items", "todos")
-LABEL_KEYS = ("title", "name", "description", "text", "task", "id")
-FRACTION = re.compile(r"^\s*(?P<done>\d+)\s*/\s*(?P<total>\d+)\s*$")
 
 
+@parses(SessionSkillProducer)
 def decide(event: FileChanged) -> list[SessionEvent]:
     """The normalized events of one ``sessions.file-changes.v1`` event of a session folder.
 
@@ -121,30 +126,30 @@ def _state(event: FileChanged, common: Common) -> list[EventPayload]:
     state = _json(event)
     if not isinstance(state, dict):
         raise InvalidEvent(f"{event.payload.path}: not a JSON object")
-    done, total = _state_progress(state)
-    kind = _text(_field(state, "type", "session_type", "kind"))
-    checkpoint = _field(state, "checkpoint")
+    done, total = state_progress(state)
+    kind = text_of(field_of(state, "type", "session_type", "kind"))
+    checkpoint = field_of(state, "checkpoint")
     return [SessionStateReported(**{
         **common, "updated_at": _updated_at(state, common),
-        "status": _text(_field(state, "status")), "title": _text(_field(state, "title")),
-        "current_task": _label(_field(state, "currentTask")
-                               or _field(as_obj(_field(state, "position")), "task")),
+        "status": text_of(field_of(state, "status")), "title": text_of(field_of(state, "title")),
+        "current_task": label_of(field_of(state, "currentTask")
+                                 or field_of(as_obj(field_of(state, "position")), "task")),
         "checkpoint": checkpoint if isinstance(checkpoint, dict) else None,
         "progress_done": done, "progress_total": total, "session_type": kind or DEFAULT_TYPE})]
 
 
 def _autopilot(event: FileChanged, common: Common) -> list[EventPayload]:
     state = as_obj(_json(event))
-    phases = _field(state, "phases")
+    phases = field_of(state, "phases")
     phases = phases if isinstance(phases, list) else []
-    current = _field(state, "currentPhase")
+    current = field_of(state, "currentPhase")
     if type(current) is int and 0 <= current < len(phases):
         current = phases[current]
-    done, total = _count(phases)
-    status = _text(_field(state, "currentState"))
+    done, total = count_done(phases)
+    status = text_of(field_of(state, "currentState"))
     return [SessionStateReported(**{
         **common, "updated_at": _updated_at(state, common),
-        "status": status.lower() if status else None, "current_task": _label(current),
+        "status": status.lower() if status else None, "current_task": label_of(current),
         "progress_done": done, "progress_total": total})]
 
 
@@ -155,12 +160,12 @@ def _spec(event: FileChanged, common: Common) -> list[EventPayload]:
 
 def _plan_json(event: FileChanged, common: Common) -> list[EventPayload]:
     plan = _json(event)
-    items = _plan_items(plan)
-    done, total = _count(items)
-    current = _field(plan, "currentTask") if isinstance(plan, dict) else None
+    items = plan_items(plan)
+    done, total = count_done(items)
+    current = field_of(plan, "currentTask") if isinstance(plan, dict) else None
     if current is None:
-        current = next((item for item in items if _status(item) in IN_PROGRESS), None)
-    return [SessionStateReported(**common, current_task=_label(current), progress_done=done,
+        current = next((item for item in items if status_of(item) in IN_PROGRESS), None)
+    return [SessionStateReported(**common, current_task=label_of(current), progress_done=done,
                                  progress_total=total), _artifact(event, "plan")]
 
 
@@ -212,10 +217,10 @@ def _derive_line(line: Obj, event: FileChanged) -> list[EventPayload]:
 
 
 def _reported(kind: str, payload: Obj) -> Obj:
-    if kind == "session_status" and (status := _text(_field(payload, "status"))):
+    if kind == "session_status" and (status := text_of(field_of(payload, "status"))):
         return {"status": status}
-    if kind == "current_task" and (task := _label(_field(payload, "currentTask", "task",
-                                                         "taskId", "id", "title"))):
+    if kind == "current_task" and (task := label_of(field_of(payload, "currentTask", "task",
+                                                             "taskId", "id", "title"))):
         return {"current_task": task}
     return {}
 
@@ -244,81 +249,5 @@ def _artifact(event: FileChanged, artifact_type: str) -> ArtifactRevised:
                            size=len(raw), truncated=clipped or event.payload.truncated)
 
 
-def _norm(key: str) -> str:
-    return key.lower().replace("_", "").replace("-", "")
-
-
-def _field(obj: Obj, *names: str) -> Any:
-    """The first of ``names`` present (not null) in ``obj``, ignoring case, ``_`` and ``-``."""
-    keyed = {_norm(key): value for key, value in obj.items() if isinstance(key, str)}
-    return next((keyed[n] for n in map(_norm, names) if keyed.get(n) is not None), None)
-
-
-def _text(value: object) -> str | None:
-    return value.strip() or None if isinstance(value, str) else None
-
-
-def _label(value: object) -> str | None:
-    """A task as text: a string, a number, or an object's title/name/…/id."""
-    if isinstance(value, dict):
-        value = _field(value, *LABEL_KEYS)
-    if type(value) is int:
-        return str(value)
-    return _text(value)
-
-
 def _updated_at(state: Obj, common: Common) -> datetime:
-    return parse_time(_field(state, "updatedAt")) or common["updated_at"]
-
-
-def _status(item: object) -> str | None:
-    """An item's status, normalized (``In-Progress`` -> ``in_progress``); flags count too."""
-    if isinstance(item, dict):
-        status = _text(_field(item, "status", "state"))
-        if status:
-            return status.lower().replace("-", "_").replace(" ", "_")
-        if any(_field(item, flag) is True for flag in ("done", "completed", "checked")):
-            return "done"
-    return None  # a bare string is a task's name, not its status
-
-
-def _count(items: list[Any]) -> tuple[int | None, int | None]:
-    if not items:
-        return None, None
-    return sum(_status(item) in DONE for item in items), len(items)
-
-
-def _plan_items(plan: object) -> list[Any]:
-    if isinstance(plan, list):
-        return plan
-    if not isinstance(plan, dict):
-        return []
-    for key in ITEM_KEYS:
-        if isinstance(items := _field(plan, key), list):
-            return items
-    phases = _field(plan, "phases")
-    if not isinstance(phases, list):
-        return []
-    nested = [item for phase in phases for item in _plan_items(phase)]
-    return nested or phases
-
-
-def _state_progress(state: Obj) -> tuple[int | None, int | None]:
-    progress = _field(state, "progress")
-    if isinstance(progress, str) and (m := FRACTION.match(progress)):
-        return int(m["done"]), int(m["total"])  # "3/7"
-    if isinstance(progress, list):
-        return _count(progress)
-    if isinstance(progress, dict):
-        counted = _counts(_field(progress, "done", "completed"), _field(progress, "total"))
-        return counted or _count([{"status": v} for v in progress.values()
-                                  if isinstance(v, str)])
-    counted = _counts(_field(state, "progressDone"), _field(state, "progressTotal"))
-    return counted or _count(_plan_items(state))
-
-
-def _counts(done: object, total: object) -> tuple[int, int] | None:
-    """``(done, total)`` when both are counts (non-negative ints), else None."""
-    if type(done) is int and type(total) is int and done >= 0 and total >= 0:
-        return done, total
-    return None
+    return parse_time(field_of(state, "updatedAt")) or common["updated_at"]

@@ -49,7 +49,11 @@ ARTIFACT_NAME = re.compile(r"^.+\.md(?:\.resolved(?:\.\d+)?|\.metadata\.json)?$"
 class AntigravityProducer(FileProducer):
     """Publishes Antigravity's brain artifacts (whole), CLI transcripts and prompt history."""
 
-    source: ClassVar[str] = "antigravity"
+    source: ClassVar[str] = "antigravity"  # no provider: it writes no token counts to disk
+    help_text: ClassVar[str] = (
+        "Antigravity conversations in ~/.gemini/antigravity and ~/.gemini/antigravity-cli")
+    example_root: ClassVar[str] = "~/.gemini/antigravity"
+    rank: ClassVar[int] = 40
 
     @classmethod
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:

@@ -30,6 +30,11 @@ class ClaudeCodeProducer(FileProducer):
     """Publishes every line of every Claude Code transcript, main and sub-agent."""
 
     source: ClassVar[str] = "claude-code"
+    provider: ClassVar[str | None] = "anthropic"
+    help_text: ClassVar[str] = "Claude Code transcripts in ~/.claude/projects ($CLAUDE_CONFIG_DIR)"
+    example_root: ClassVar[str] = "~/.claude/projects"
+    rank: ClassVar[int] = 10
+    fallback: ClassVar[bool] = True  # bare paths no other source claims are transcripts
 
     @classmethod
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
@@ -51,8 +56,9 @@ class ClaudeCodeProducer(FileProducer):
     def describe(self, path: Path, first_line: str | None) -> tuple[str, FileKind, str | None]:
         """Session, kind and agent id of a transcript, by era (see the module docstring).
 
-        A sibling agent file whose first line has no ``sessionId`` (or is not JSON) is its
-        own session, ``agent-<id>``, so its lines are still published and traceable.
+        Only a sibling agent file (~2.0.x) has its session outside its path, so only its first
+        line is parsed; one with no ``sessionId`` there (or not JSON) is its own session,
+        ``agent-<id>``, so its lines are still published and traceable.
         """
         parts, stem = self._relative(path), path.stem
         agent_id = stem.removeprefix(AGENT_PREFIX) if stem.startswith(AGENT_PREFIX) else None

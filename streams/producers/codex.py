@@ -56,6 +56,11 @@ class CodexProducer(FileProducer):
     """Publishes every line of every Codex rollout, live and archived."""
 
     source: ClassVar[str] = "codex"
+    provider: ClassVar[str | None] = "openai"
+    help_text: ClassVar[str] = (
+        "Codex rollouts in ~/.codex/sessions and archived_sessions ($CODEX_HOME)")
+    example_root: ClassVar[str] = "~/.codex/sessions"
+    rank: ClassVar[int] = 20
 
     @classmethod
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
@@ -84,16 +89,32 @@ class CodexProducer(FileProducer):
 
         The thread is the first uuid of the file name; a name without one falls back to the
         first line's ``session_meta.payload.id``, then to the file stem, so its lines are still
-        published and traceable.
+        published and traceable. The first line (a large ``session_meta``, which the parser
+        reads again) is parsed only when the name has no thread or the line may declare a
+        sub-agent.
         """
-        meta = _session_meta(first_line)
         named = ROLLOUT_NAME.match(path.name)
+        if named and not _may_declare_subagent(first_line):
+            return named["thread"], "main", None
+        meta = _session_meta(first_line)
         thread = named["thread"] if named else _str(meta.get("id")) or path.stem
         if meta.get("id") in (None, thread):  # the file's own meta, not a replayed one
             home = _subagent_home(meta, thread)
             if home is not None:
                 return home, "subagent", thread
         return thread, "main", None
+
+
+def _may_declare_subagent(first_line: str | None) -> bool:
+    """False when ``first_line`` cannot hold a sub-agent's meta, told without parsing it.
+
+    Every sub-agent marker (``thread_source: "subagent"``, ``source.subagent``,
+    ``source.sub_agent``) contains one of :data:`SUBAGENT_KEYS`; JSON can spell those letters
+    otherwise only through ``\\u`` escapes, so a line with neither cannot declare one.
+    """
+    if not first_line:
+        return False
+    return "\\u" in first_line or any(key in first_line for key in SUBAGENT_KEYS)
 
 
 def _session_meta(first_line: str | None) -> dict[str, Any]:

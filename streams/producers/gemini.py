@@ -51,6 +51,10 @@ class GeminiProducer(FileProducer):
     ``.json`` chats, and sub-agent recordings under their parent's session."""
 
     source: ClassVar[str] = "gemini-cli"
+    provider: ClassVar[str | None] = "gcp.gemini"
+    help_text: ClassVar[str] = "Gemini CLI chats in ~/.gemini/tmp ($GEMINI_CLI_HOME)"
+    example_root: ClassVar[str] = "~/.gemini/tmp"
+    rank: ClassVar[int] = 30
 
     @classmethod
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:

@@ -82,6 +82,9 @@ class SessionSkillProducer(FileProducer):
     """Publishes the session folders agents keep under ``agents/``, ``.agents/``, ``.harness/``."""
 
     source: ClassVar[str] = "session-skill"
+    help_text: ClassVar[str] = f"agents/sessions/<slug>/ folders under ${ROOTS_ENV}"
+    example_root: ClassVar[str] = "~/code"
+    rank: ClassVar[int] = 50
 
     @classmethod
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from schemas.file_changes import FileChanged
-from streams.producers import base
+from streams.producers import tailing
 from streams.producers.base import BATCH_SIZE
 from streams.producers.claude import ClaudeCodeProducer
 
@@ -239,14 +239,14 @@ async def test_unreadable_file_is_logged_and_skipped(root, make, collector, monk
     bad, good = root / "p" / "bad.jsonl", root / "p" / "good.jsonl"
     write(bad, line(n=1))
     write(good, line(n=1))
-    real = base._read_chunk
+    real = tailing.read_chunk
 
     def read_chunk(path, pos, max_lines):
         if path == bad:
             raise PermissionError(13, "Permission denied", str(path))
         return real(path, pos, max_lines)
 
-    monkeypatch.setattr(base, "_read_chunk", read_chunk)
+    monkeypatch.setattr(tailing, "read_chunk", read_chunk)
     producer = ClaudeCodeProducer(
         [root, root.parent / "missing"], root.parent / "cp.json", collector
     )
