@@ -196,7 +196,7 @@ def _backfill_help() -> str:
         "applied.\n\n"
         "\b\nExamples:\n"
         "  sessionstream backfill                                  your own sessions\n"
-        "  sessionstream backfill --source ../shared/fixtures/sessions/claude-code\n"
+        "  sessionstream demo                                      the bundled samples\n"
         f"{examples}"
         "  sessionstream backfill --workers 2                      two processes, two cores\n")
 
