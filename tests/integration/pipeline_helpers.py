@@ -42,3 +42,16 @@ def stop_cli(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM
         proc.kill()
         proc.wait()
         return None
+
+
+def log_tail(log: Path, chars: int = 3000) -> str:
+    """The end of a CLI's log, for failure messages."""
+    if not log.exists():
+        return f"({log.name} not written)"
+    return log.read_text(errors="replace")[-chars:]
+
+
+def assert_running(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Fail at once, with the end of its log, when ``proc`` has exited: a check passed to
+    :func:`tests.waiting.eventually` calls it first, so a dead worker is not waited for."""
+    assert proc.poll() is None, f"exited with {proc.returncode}:\n{log_tail(log)}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,14 @@ import pytest
 
 from streams.settings import Settings
 from streams.stack import Stack
-from tests.integration.pipeline_helpers import cli_env, start_cli, stop_cli
+from tests.integration.pipeline_helpers import (
+    assert_running,
+    cli_env,
+    log_tail,
+    start_cli,
+    stop_cli,
+)
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -65,7 +71,7 @@ class Transcript:
     async def keep_writing(self, every: float) -> None:
         while True:
             self.write()
-            await asyncio.sleep(every)
+            await asyncio.sleep(every)  # the pace of a user typing: the load under test
 
 
 async def _prompts(dsn: str, session: str) -> tuple[int, int]:
@@ -83,12 +89,15 @@ async def _prompts(dsn: str, session: str) -> tuple[int, int]:
 
 async def _wait_prompts(dsn: str, transcript: Transcript, worker: subprocess.Popen[bytes],
                         log: Path, timeout: float = 180) -> tuple[int, int]:
-    deadline = time.monotonic() + timeout
-    while (found := await _prompts(dsn, transcript.session))[0] < transcript.written:
-        assert worker.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, (found, transcript.written, log.read_text()[-3000:])
-        await asyncio.sleep(0.5)
-    return found
+    """(rows, distinct contents) of the transcript's prompts once every one written is in."""
+    async def all_in() -> tuple[int, int] | None:
+        assert_running(worker, log)
+        found = await _prompts(dsn, transcript.session)
+        return found if found[0] >= transcript.written else None
+
+    return await eventually(all_in, f"the {transcript.written} prompts written in Postgres",
+                            timeout=timeout, interval=0.5,
+                            detail=lambda: log_tail(log))
 
 
 def _lines_since(log: Path, offset: int) -> list[str]:
@@ -115,9 +124,11 @@ async def test_an_outage_logs_a_few_lines_and_loses_nothing(
 
         # Prompts keep coming while the broker shuts down and stays away.
         writer = asyncio.create_task(transcript.keep_writing(every=0.1))
-        await asyncio.sleep(1)
+        await eventually(lambda: transcript.written >= 30, "prompts written before the outage")
         before = log.stat().st_size
         await asyncio.to_thread(own_kafka.down, ["kafka"])
+        # The outage itself is the subject: it lasts OUTAGE_S whatever the worker does, and the
+        # log must stay short over all of it.
         await asyncio.sleep(OUTAGE_S)
         during = _lines_since(log, before)
         writer.cancel()

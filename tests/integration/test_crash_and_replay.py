@@ -15,7 +15,7 @@ import json
 import signal
 import socket
 import subprocess
-import time
+from collections import defaultdict
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -23,11 +23,20 @@ import asyncpg
 import httpx
 import neo4j
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import fresh_database
 from tests.fixtures_path import claude_fixtures
 from tests.integration import snapshots
-from tests.integration.pipeline_helpers import CLI, backfill_cli, cli_env, start_cli
+from tests.integration.pipeline_helpers import (
+    CLI,
+    assert_running,
+    backfill_cli,
+    cli_env,
+    log_tail,
+    start_cli,
+)
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -72,16 +81,18 @@ def _status(env: dict[str, str]) -> list[dict[str, object]]:
 
 async def _wait_caught_up(env: dict[str, str], timeout: float = 300) -> None:
     """Until every agent and projection has lag 0 on two checks in a row, 2 s apart."""
-    deadline = time.monotonic() + timeout
+    rows: list[dict[str, object]] = []
     quiet = 0
-    while time.monotonic() < deadline:
+
+    async def caught_up_twice() -> bool:
+        nonlocal rows, quiet
         rows = await asyncio.to_thread(_status, env)
         done = rows and all(r["lag"] == 0 and r["end"] for r in rows)
         quiet = quiet + 1 if done else 0
-        if quiet >= 2:
-            return
-        await asyncio.sleep(2)
-    raise AssertionError(f"not caught up after {timeout} s: {rows}")
+        return quiet >= 2
+
+    await eventually(caught_up_twice, "lag 0 everywhere, twice in a row", timeout=timeout,
+                     interval=2, detail=lambda: f"status: {rows}")
 
 
 def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
@@ -91,6 +102,39 @@ def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def _processed(text: str) -> dict[str, float]:
+    """Events processed per projection, as a /metrics page reports them."""
+    totals: dict[str, float] = defaultdict(float)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "sessionstream_events_processed_total":
+                totals[sample.labels["sessionstream_projection"]] += sample.value
+    return dict(totals)
+
+
+async def _current_metrics(env: dict[str, str], port: int, log: Path) -> str:
+    """The worker's /metrics page once its totals were read after the last write: the events
+    it reports processed per projection reach the positions the stores hold now (``status``).
+    """
+    positions = {str(r["consumer"]): r["position"] for r in await asyncio.to_thread(_status, env)
+                 if isinstance(r["position"], int)}
+    seen: dict[str, float] = {}
+
+    async def current() -> str | None:
+        nonlocal seen
+        async with httpx.AsyncClient() as client:
+            text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
+        seen = _processed(text)
+        both = seen.keys() & positions.keys()
+        fresh = "postgres.session_tables" in both and all(seen[p] >= positions[p] for p in both)
+        return text if fresh else None
+
+    return await eventually(current, "metrics refreshed after the last write", timeout=60,
+                            interval=0.5, ignoring=(httpx.TransportError,),
+                            detail=lambda: f"positions {positions}, metrics {seen}\n"
+                                           + log_tail(log))
 
 
 def _metric_totals(text: str) -> dict[str, float]:
@@ -115,12 +159,14 @@ async def test_sigkill_mid_ingest_then_restart_equals_an_uninterrupted_run(
     log = tmp_path / "run.log"
 
     worker = start_cli(crashed, "run", "--source", str(source), log=log)
+
+    async def ingesting() -> bool:
+        assert_running(worker, log)
+        return await _count(pg_dsn, "SELECT count(*) FROM messages") >= 300
+
     try:
-        deadline = time.monotonic() + 180
-        while await _count(pg_dsn, "SELECT count(*) FROM messages") < 300:
-            assert worker.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, log.read_text()[-3000:]
-            await asyncio.sleep(0.1)
+        await eventually(ingesting, "300 messages in Postgres", timeout=180,
+                         detail=lambda: log_tail(log))
     finally:
         worker.send_signal(signal.SIGKILL)
         worker.wait()
@@ -131,9 +177,7 @@ async def test_sigkill_mid_ingest_then_restart_equals_an_uninterrupted_run(
         await _wait_caught_up(crashed)
         live_tables = await snapshots.postgres_tables(pg_dsn)
         live_graph = await snapshots.graph(neo4j_driver)
-        async with httpx.AsyncClient() as client:
-            await asyncio.sleep(6)  # one metrics refresh after the last write
-            scraped = _metric_totals((await client.get(f"http://127.0.0.1:{port}/metrics")).text)
+        scraped = _metric_totals(await _current_metrics(crashed, port, log))
     finally:
         _stop(worker)
     assert 0 < at_kill < len(live_tables["messages"]), "the kill did not land mid-ingest"
@@ -149,22 +193,11 @@ async def test_sigkill_mid_ingest_then_restart_equals_an_uninterrupted_run(
 
     # The metrics of the restarted worker equal those served from the uninterrupted state.
     port2 = _free_port()
-    again = start_cli(_env(stack, second_dsn, tmp_path / "straight", port2), "run",
-                      "--source", str(tmp_path / "nothing"), log=tmp_path / "again.log")
+    again_env = _env(stack, second_dsn, tmp_path / "straight", port2)
+    again = start_cli(again_env, "run", "--source", str(tmp_path / "nothing"),
+                      log=tmp_path / "again.log")
     try:
-        async with httpx.AsyncClient() as client:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    text = (await client.get(f"http://127.0.0.1:{port2}/metrics")).text
-                    if _metric_totals(text):
-                        break
-                except httpx.TransportError:
-                    pass
-                assert time.monotonic() < deadline, (tmp_path / "again.log").read_text()[-2000:]
-                await asyncio.sleep(0.5)
-            await asyncio.sleep(6)
-            text = (await client.get(f"http://127.0.0.1:{port2}/metrics")).text
+        text = await _current_metrics(again_env, port2, tmp_path / "again.log")
     finally:
         _stop(again)
     assert _metric_totals(text) == scraped

@@ -11,9 +11,9 @@ read; once by a backfill, once by ``run`` with the files appearing copies first.
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
-import time
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -24,7 +24,15 @@ import pytest
 from projections.otel.metrics import USAGE_SQL
 from tests import claude_cross_expected as claude
 from tests import codex_cross_expected as codex
-from tests.integration.pipeline_helpers import backfill_cli, cli_env, start_cli, stop_cli
+from tests.integration.pipeline_helpers import (
+    assert_running,
+    backfill_cli,
+    cli_env,
+    log_tail,
+    start_cli,
+    stop_cli,
+)
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +113,34 @@ async def actual(dsn: str, run: Run) -> dict[str, tuple]:
                               row["output_tokens"], row["total_tokens"], row["tool_calls"],
                               row["prompts"])
     return out
+
+
+def _published(state: Path, target: Path) -> bool:
+    """Whether a producer has published all of ``target``: its entry in a checkpoint (under
+    the state dir, one per source) points past the file's last byte."""
+    size = target.stat().st_size
+    for checkpoint in (state / "checkpoints").glob("*.json"):
+        position = json.loads(checkpoint.read_text()).get(str(target), {})
+        if position.get("offset") == size:
+            return True
+    return False
+
+
+async def _settled(dsn: str, run: Run, expected: dict[str, tuple],
+                   process: subprocess.Popen[bytes], log: Path) -> None:
+    """Until the rows of ``run``'s sessions are ``expected``; fails with the ones that differ."""
+    wrong: dict[str, tuple] = {}
+
+    async def as_expected() -> bool:
+        nonlocal wrong
+        assert_running(process, log)
+        found = await actual(dsn, run)
+        wrong = {s: (found.get(s), want) for s, want in expected.items() if found.get(s) != want}
+        return not wrong
+
+    await eventually(as_expected, "the expected rows", timeout=180, interval=1,
+                     detail=lambda: f"(found, expected) where they differ: {wrong}\n"
+                                    + log_tail(log, 2000))
 
 
 @pytest.fixture
@@ -195,18 +231,17 @@ async def test_files_arriving_copies_first_give_the_same_rows_live(
     log = tmp_path / "run.log"
     process = start_cli(pipeline_env, "run", *(a for s in run.sources() for a in ("--source", s)),
                         log=log)
+    state = Path(pipeline_env["SESSIONSTREAM_STATE_DIR"])
     try:
         for target, text in reversed(run.files()):
             run.write([(target, text)])
-            await asyncio.sleep(0.5)
+            # The next file appears once this one is published: the pipeline meets them in
+            # this order.
+            await eventually(functools.partial(_published, state, target),
+                             f"{target.name} published", timeout=60,
+                             detail=functools.partial(log_tail, log))
         expected = run.expected()
-        deadline = time.monotonic() + 180
-        while (found := await actual(pg_dsn, run)) != expected:
-            assert process.poll() is None, log.read_text()[-3000:]
-            wrong = {s: (found.get(s), want) for s, want in expected.items()
-                     if found.get(s) != want}
-            assert time.monotonic() < deadline, (wrong, log.read_text()[-2000:])
-            await asyncio.sleep(1)
+        await _settled(pg_dsn, run, expected, process, log)
 
         # A rewrite in place (resume, compaction): the origin's file loses its assistant lines
         # and gains a new prompt, its mtime moves. What was counted stays counted.
@@ -220,9 +255,6 @@ async def test_files_arriving_copies_first_give_the_same_rows_live(
         origin.write_text("\n".join([*kept, json.dumps(prompt)]) + "\n")
         a = run.ids[claude.SESSION_A]
         expected[a] = (*expected[a][:5], expected[a][5] + 1, *expected[a][6:])
-        while (found := await actual(pg_dsn, run)) != expected:
-            assert process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline + 60, (found.get(a), expected[a])
-            await asyncio.sleep(1)
+        await _settled(pg_dsn, run, expected, process, log)
     finally:
         stop_cli(process)

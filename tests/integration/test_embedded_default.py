@@ -22,8 +22,8 @@ import json
 import shutil
 import signal
 import subprocess
-import time
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,8 @@ from streams.lag import end_offsets
 from streams.settings import bootstrap_of
 from streams.stack.process import free_port
 from streams.tail import tail
-from tests.integration.pipeline_helpers import CLI, cli_env, start_cli, stop_cli
+from tests.integration.pipeline_helpers import CLI, cli_env, log_tail, start_cli, stop_cli
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -54,13 +55,8 @@ def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
                           timeout=TIMEOUT_S, check=False)
 
 
-async def _wait_for(check: Any, what: str, log: Path | None = None) -> None:
-    deadline = time.monotonic() + TIMEOUT_S
-    while not await check():
-        if time.monotonic() > deadline:
-            tail_text = log.read_text(errors="replace")[-3000:] if log else ""
-            raise AssertionError(f"timed out waiting for {what}\n{tail_text}")
-        await asyncio.sleep(0.3)
+async def _wait_for(check: Callable[[], Awaitable[bool]], what: str, log: Path) -> None:
+    await eventually(check, what, timeout=TIMEOUT_S, interval=0.3, detail=lambda: log_tail(log))
 
 
 async def _log_has(log: Path, text: str) -> bool:
@@ -122,19 +118,22 @@ async def test_the_default_broker_keeps_its_log_across_restarts(
         assert "metrics refresh failed" not in log1.read_text(errors="replace")
         before = await _prompts(pg_dsn)
         broker = _broker(state)
-        lines_before = sum((await end_offsets(broker, "sessions.file-changes.v1")).values())
+        lines_before = await _lines(broker)
 
         # 2. Everything stopped, then started again: nothing lost, nothing re-read.
         assert _cli(env, "stack", "down").returncode == 0
         log2 = tmp_path / "run2.log"
         proc = start_cli(env, "run", "--source", str(sources), log=log2)
         await _wait_for(lambda: _log_has(log2, "watching claude-code:"), "restart", log2)
-        await asyncio.sleep(3)  # a scan, had it found anything to re-read
+        # One new line: the scans that would re-read old lines publish it after them (scans
+        # take turns and read files in path order, its own last), so once it is in the topic
+        # anything re-read is too.
+        _write_last_file(sources)
+        broker = _broker(state)
+        await _wait_for(lambda: _lines_at_least(broker, lines_before + 1), "the new line", log2)
         _stop(proc, log2)
         assert "reading every source from the start" not in log2.read_text(errors="replace")
-        broker = _broker(state)
-        assert sum((await end_offsets(broker, "sessions.file-changes.v1")).values()) \
-            == lines_before
+        assert await _lines(broker) == lines_before + 1
         assert {e["session_id"] for e in await _events(broker)} >= set(published)
         assert await _prompts(pg_dsn) == before
 
@@ -158,6 +157,24 @@ async def test_the_default_broker_keeps_its_log_across_restarts(
         assert await _prompts(pg_dsn) == before  # the sources' rows, and the published ones kept
     finally:
         _cli(env, "stack", "down")
+
+
+def _write_last_file(sources: Path) -> None:
+    """A session file with one line the parser keeps silent (no rows), in the project folder
+    that sorts after every other."""
+    session = str(uuid.uuid4())
+    path = sources / "zz-restart" / f"{session}.jsonl"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"type": "last-prompt", "sessionId": session,
+                                "lastPrompt": "a line to wait for"}) + "\n")
+
+
+async def _lines(bootstrap: str) -> int:
+    return sum((await end_offsets(bootstrap, "sessions.file-changes.v1")).values())
+
+
+async def _lines_at_least(bootstrap: str, n: int) -> bool:
+    return await _lines(bootstrap) >= n
 
 
 def _broker(state: Path) -> str:

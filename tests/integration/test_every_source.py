@@ -9,11 +9,9 @@ sessions, tool calls and tokens in the graph.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import signal
 import subprocess
-import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +21,14 @@ import neo4j
 import pytest
 
 from tests.fixtures_path import codex_fixtures
-from tests.integration.pipeline_helpers import backfill_cli, cli_env, start_cli
+from tests.integration.pipeline_helpers import (
+    assert_running,
+    backfill_cli,
+    cli_env,
+    log_tail,
+    start_cli,
+)
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -195,21 +200,22 @@ async def _session_row(dsn: str, session: str, ready: Callable[[asyncpg.Record],
                        process: subprocess.Popen[bytes], log: Path,
                        timeout: float = 120) -> asyncpg.Record:
     """Poll Postgres until ``session``'s row satisfies ``ready``; fail with the worker log."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-3000:]
+    seen: asyncpg.Record | None = None
+
+    async def row_ready() -> asyncpg.Record | None:
+        nonlocal seen
+        assert_running(process, log)
         conn = await asyncpg.connect(dsn)
         try:
-            row = await conn.fetchrow("SELECT * FROM sessions WHERE id = $1", session)
+            seen = await conn.fetchrow("SELECT * FROM sessions WHERE id = $1", session)
         except asyncpg.UndefinedTableError:
-            row = None
+            seen = None
         finally:
             await conn.close()
-        if row is not None and ready(row):
-            return row
-        await asyncio.sleep(1)
-    raise AssertionError(f"{session} not as expected after {timeout} s: "
-                         f"{log.read_text()[-3000:]}")
+        return seen if seen is not None and ready(seen) else None
+
+    return await eventually(row_ready, f"the row of {session} as expected", timeout=timeout,
+                            interval=1, detail=lambda: f"row: {seen}\n{log_tail(log)}")
 
 
 async def test_a_session_skill_folder_syncs_live(

@@ -15,6 +15,7 @@ turns, plus file-system traps (a FIFO, a symlink loop, a dangling link) and must
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -28,7 +29,8 @@ import pytest
 
 from streams.tail import tail
 from tests.hostile import Corpus, write_corpus
-from tests.integration.pipeline_helpers import CLI, cli_env, start_cli
+from tests.integration.pipeline_helpers import CLI, assert_running, cli_env, log_tail, start_cli
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -36,23 +38,30 @@ PEAK_RSS_LIMIT_MB = 1024
 STOP_WITHIN_S = 10.0
 
 
-def _backfill(env: dict[str, str], source: Path, timeout: float = 900) -> tuple[int, str, int]:
+async def _backfill(env: dict[str, str], source: Path, timeout: float = 900
+                    ) -> tuple[int, str, int]:
     """``(exit code, output, peak RSS in MB)`` of ``backfill --source source``."""
     log = source.parent / "backfill.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([*CLI, "backfill", "--source", str(source)], env=env,
                                 stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, log.read_text(errors="replace"), usage.ru_maxrss // 1024
-        time.sleep(0.2)
-    proc.kill()
-    proc.wait()
-    raise AssertionError(f"backfill did not finish in {timeout}s:\n"
-                         + log.read_text(errors="replace")[-3000:])
+    try:
+        code, peak_mb = await eventually(functools.partial(_reaped, proc.pid),
+                                         "backfill to finish", timeout=timeout, interval=0.2,
+                                         detail=functools.partial(log_tail, log))
+        proc.returncode = code
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            proc.wait()
+    return code, log.read_text(errors="replace"), peak_mb
+
+
+def _reaped(pid: int) -> tuple[int, int] | None:
+    """``(exit code, peak RSS in MB)`` of the child ``pid`` once it has exited, else None (its
+    resource usage is only known to the one wait that reaps it)."""
+    done, status, usage = os.wait4(pid, os.WNOHANG)
+    return (os.waitstatus_to_exitcode(status), usage.ru_maxrss // 1024) if done else None
 
 
 def _traps(project: Path) -> None:
@@ -76,7 +85,7 @@ async def test_hostile_corpus_is_dead_lettered_or_kept_exactly(
     assert len(corpus.rejected) >= 1000
     _traps(root / "-home-dev-hostile")
     try:
-        code, output, peak_mb = _backfill(env, root)
+        code, output, peak_mb = await _backfill(env, root)
         assert code == 0, output[-4000:]
         assert "Traceback" not in output, output[-4000:]
         assert peak_mb < PEAK_RSS_LIMIT_MB, f"peak RSS {peak_mb} MB"
@@ -132,11 +141,14 @@ async def test_ctrl_c_stops_run_within_seconds_mid_ingest(
     proc = start_cli(pipeline_env, "run", "--source", str(root), log=log)
     try:
         conn = await asyncpg.connect(pg_dsn)
+
+        async def ingesting() -> bool:
+            assert_running(proc, log)
+            return await _has_rows(conn)
+
         try:
-            async with asyncio.timeout(120):
-                while not await _has_rows(conn):
-                    assert proc.poll() is None, log.read_text(errors="replace")[-3000:]
-                    await asyncio.sleep(0.2)
+            await eventually(ingesting, "rows in Postgres", timeout=120, interval=0.2,
+                             detail=functools.partial(log_tail, log))
         finally:
             await conn.close()
         proc.send_signal(signal.SIGINT)

@@ -10,11 +10,9 @@ session ids only.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,15 @@ import pytest
 from streams.producers.publish_validation import MAX_EVENTS
 from streams.settings import bootstrap_of
 from streams.tail import tail
-from tests.integration.pipeline_helpers import CLI, cli_env, start_cli, stop_cli
+from tests.integration.pipeline_helpers import (
+    CLI,
+    assert_running,
+    cli_env,
+    log_tail,
+    start_cli,
+    stop_cli,
+)
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -127,32 +133,22 @@ def _free_port() -> int:
 
 async def _wait_healthy(client: httpx.AsyncClient, worker: subprocess.Popen[bytes],
                         log: Path) -> None:
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert worker.poll() is None, log.read_text()[-3000:]
-        try:
-            if (await client.get("/api/v1/health")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.5)
-    raise AssertionError("the publish API never answered: " + log.read_text()[-3000:])
+    async def healthy() -> bool:
+        assert_running(worker, log)
+        return (await client.get("/api/v1/health")).status_code == 200
+
+    await eventually(healthy, "the publish API to answer", timeout=180, interval=0.5,
+                     ignoring=(httpx.TransportError,), detail=lambda: log_tail(log))
 
 
-async def _session_row(dsn: str, session: str, timeout: float = 120) -> asyncpg.Record | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        conn = await asyncpg.connect(dsn)
-        try:
-            row = await conn.fetchrow("SELECT id, prompts FROM sessions WHERE id = $1", session)
-        except asyncpg.UndefinedTableError:
-            row = None
-        finally:
-            await conn.close()
-        if row is not None:
-            return row
-        await asyncio.sleep(1)
-    return None
+async def _session_row(dsn: str, session: str) -> asyncpg.Record | None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchrow("SELECT id, prompts FROM sessions WHERE id = $1", session)
+    except asyncpg.UndefinedTableError:
+        return None
+    finally:
+        await conn.close()
 
 
 async def test_http_endpoint_rejects_bad_input_and_publishes_a_batch_once(
@@ -191,9 +187,9 @@ async def test_http_endpoint_rejects_bad_input_and_publishes_a_batch_once(
             assert answers[0].json()["published"] == 3
             assert answers[2].json()["already_published"] is True
         assert await _published(bootstrap, session) == 3
-        row = await _session_row(pg_dsn, session)
-        assert row is not None, "the published lines never reached Postgres: " + \
-            log.read_text()[-3000:]
+        row = await eventually(lambda: _session_row(pg_dsn, session),
+                               "the published lines in Postgres", timeout=120, interval=1,
+                               detail=lambda: log_tail(log))
         assert row["prompts"] >= 1
     finally:
         print(log.read_text()[-5000:])  # shown when the test fails

@@ -9,9 +9,9 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -21,6 +21,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from prometheus_client import CollectorRegistry, Counter, start_http_server
 
 from streams.settings import Settings
+from tests.integration.pipeline_helpers import assert_running, log_tail, stop_cli
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -75,10 +77,12 @@ async def test_faust_worker_consumes_a_topic(
         "ECHO_TOPIC": topic_name, "ECHO_OUT": str(out),
         "ECHO_DATADIR": str(test_settings.state_dir / "faust-echo"),
     }
-    worker = subprocess.Popen(
-        [sys.executable, str(HERE / "faust_echo_app.py"), "worker", "--without-web", "-l", "warn"],
-        env=env, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )
+    log = out.with_suffix(".log")
+    with log.open("wb") as handle:  # the child keeps its own copy of the descriptor
+        worker = subprocess.Popen(
+            [sys.executable, str(HERE / "faust_echo_app.py"), "worker", "--without-web", "-l",
+             "warn"], env=env, cwd=HERE, stdout=handle, stderr=subprocess.STDOUT,
+        )
     try:
         producer = AIOKafkaProducer(bootstrap_servers=_bootstrap(broker_url))
         await producer.start()
@@ -87,21 +91,18 @@ async def test_faust_worker_consumes_a_topic(
                 await producer.send_and_wait(topic_name, f"hello-{i}".encode())
         finally:
             await producer.stop()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline and worker.poll() is None:
-            if out.exists() and len(out.read_bytes().splitlines()) >= 5:
-                break
-            await asyncio.sleep(0.5)
+
+        def five_echoed() -> bool:
+            assert_running(worker, log)
+            return out.exists() and len(out.read_bytes().splitlines()) >= 5
+
+        await eventually(five_echoed, "five values echoed", timeout=90, interval=0.5,
+                         detail=lambda: log_tail(log))
     finally:
-        worker.terminate()
-        try:
-            output = worker.communicate(timeout=30)[0].decode(errors="replace")
-        except subprocess.TimeoutExpired:
-            worker.kill()
-            output = worker.communicate()[0].decode(errors="replace")
-    lines = out.read_bytes().splitlines() if out.exists() else []
+        stop_cli(worker, timeout=30)
+    lines = out.read_bytes().splitlines()
     # Unkeyed values may be spread over partitions (Tansu auto-creates several): compare sets.
-    assert sorted(lines) == [f"hello-{i}".encode() for i in range(5)], output[-3000:]
+    assert sorted(lines) == [f"hello-{i}".encode() for i in range(5)], log_tail(log)
 
 
 async def test_postgres_round_trip(pg_dsn: str) -> None:
@@ -143,16 +144,15 @@ async def test_prometheus_scrapes_the_metrics_port(
     server, thread = start_http_server(test_settings.metrics_port, "127.0.0.1", registry=registry)
     try:
         query = f'sessionstream_harness_total{{run="{marker}"}}'
-        value = None
         async with httpx.AsyncClient(base_url=stack["prometheus"]) as client:
-            deadline = time.monotonic() + 30
-            while value is None and time.monotonic() < deadline:
-                result = (await client.get("/api/v1/query", params={"query": query})).json()
-                if result["data"]["result"]:
-                    value = float(result["data"]["result"][0]["value"][1])
-                await asyncio.sleep(0.5)
+            async def scraped() -> list[dict[str, Any]]:
+                answer = await client.get("/api/v1/query", params={"query": query})
+                return answer.json()["data"]["result"]
+
+            [series] = await eventually(scraped, f"Prometheus to scrape {query}", timeout=30,
+                                        interval=0.5)
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
-    assert value == 7.0
+    assert float(series["value"][1]) == 7.0

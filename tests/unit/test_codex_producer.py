@@ -17,6 +17,7 @@ import pytest
 from schemas.file_changes import FileChanged
 from streams.producers.codex import CodexProducer
 from tests.codex_cross_expected import FILES
+from tests.factories import Collector
 from tests.fixtures_path import shared_dir
 
 pytestmark = pytest.mark.unit
@@ -26,16 +27,6 @@ ARCHIVED = "019c0000-1111-7222-8333-444455556666"
 CHILD = "019cd6fe-0e60-7b22-8c22-0000000000b2"
 # Resolved at import: the test harness strips SESSIONSTREAM_* variables once the stack starts.
 LOCALPUSH = shared_dir() / "fixtures" / "sessions" / "codex" / "localpush"
-
-
-class Collector:
-    """An in-memory ``publish``."""
-
-    def __init__(self) -> None:
-        self.events: list[FileChanged] = []
-
-    async def __call__(self, events: list[FileChanged]) -> None:
-        self.events.extend(events)
 
 
 def expected_lines(path: Path) -> list[tuple[int, int, str]]:

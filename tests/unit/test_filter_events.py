@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from datetime import UTC, datetime
 
 import pytest
 
@@ -11,7 +10,6 @@ from agents.filter_events import ContentMode, FilterPolicy, decide
 from schemas.events import (
     AssistantMessage,
     EventPayload,
-    SessionEvent,
     SystemEvent,
     ToolCalled,
     ToolResulted,
@@ -20,20 +18,15 @@ from schemas.events import (
     UserPrompted,
 )
 from streams.errors import ConfigError
+from tests.factories import T0, session_event
 
 pytestmark = pytest.mark.unit
 
-AT = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 POLICY = FilterPolicy(summary_chars=10)
 
 
-def event(payload: EventPayload, event_id: str = "e" * 32) -> SessionEvent:
-    return SessionEvent(event_id=event_id, source="claude-code", type=payload.kind,
-                        occurred_at=AT, session_id="s1", payload=payload)
-
-
 def filtered(payload: EventPayload, policy: FilterPolicy = POLICY) -> EventPayload:
-    [out] = decide(policy, event(payload))
+    [out] = decide(policy, session_event(payload))
     return out.payload
 
 
@@ -56,7 +49,7 @@ def test_summary_truncates_a_tool_result_with_a_marker_and_sets_truncated() -> N
 
 def test_summary_leaves_content_that_the_marker_would_not_shorten() -> None:
     for text in ("short", "0123456789", "0123456789" * 3):  # 30 chars: 10 + marker is longer
-        source = event(ToolResulted(tool_use_id="t1", content=text))
+        source = session_event(ToolResulted(tool_use_id="t1", content=text))
         assert decide(POLICY, source) == [source]
         assert decide(POLICY, source)[0] is source
 
@@ -92,25 +85,25 @@ def test_unknown_lines_are_omitted_by_default() -> None:
 
 
 def test_full_and_kinds_without_content_pass_unchanged() -> None:
-    usage = event(UsageReported(message_key="m1", model="claude-opus-4-6", output_tokens=5))
+    usage = session_event(UsageReported(message_key="m1", model="claude-opus-4-6", output_tokens=5))
     assert decide(POLICY, usage)[0] is usage
-    message = event(AssistantMessage(message_key="m1", text="a long assistant answer"))
+    message = session_event(AssistantMessage(message_key="m1", text="a long assistant answer"))
     assert decide(POLICY, message)[0] is message
 
 
 def test_the_event_keeps_its_identity_and_envelope() -> None:
-    source = event(ToolResulted(tool_use_id="t1", content="y" * 500), event_id="f" * 32)
+    source = session_event(ToolResulted(tool_use_id="t1", content="y" * 500), event_id="f" * 32)
     [out] = decide(POLICY, source)
     assert (out.event_id, out.type, out.session_id, out.occurred_at, out.source) == (
-        "f" * 32, "tool.resulted", "s1", AT, "claude-code")
+        "f" * 32, "tool.resulted", "s1", T0, "claude-code")
     assert out.payload.content == "yyyyyyyyyy… [truncated 490 chars]"
     assert source.payload.content == "y" * 500  # the input event is not mutated
 
 
 def test_a_partial_works_as_a_flow_decide() -> None:
     flow_decide = functools.partial(decide, FilterPolicy(summary_chars=3))
-    [out] = flow_decide(event(ToolResulted(tool_use_id="t1", content="abcdefghijklmnopqrstuvwxyz"
-                                                                       "0123456789")))
+    [out] = flow_decide(session_event(ToolResulted(
+        tool_use_id="t1", content="abcdefghijklmnopqrstuvwxyz0123456789")))
     assert out.payload.content == "abc… [truncated 33 chars]"
 
 

@@ -18,6 +18,7 @@ from opentelemetry.sdk.metrics.export import (
 )
 
 from projections.otel.metrics import MetricsSnapshot, SessionMetrics, provider_of
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -194,8 +195,8 @@ async def test_run_logs_database_errors_and_keeps_going(caplog: pytest.LogCaptur
     with caplog.at_level(logging.WARNING, logger="projections.otel.metrics"):
         task = asyncio.create_task(session_metrics.run(
             stop, f"postgresql://nobody@127.0.0.1:{port}/none", interval=0.01))
-        while len(caplog.records) < 2:
-            await asyncio.sleep(0.01)
+        await eventually(lambda: len(caplog.records) >= 2, "two failed refreshes logged",
+                         timeout=5, interval=0.01)
         stop.set()
         await asyncio.wait_for(task, 5)
     assert "metrics refresh failed" in caplog.records[0].getMessage()

@@ -29,6 +29,7 @@ from streams.producers.publish_delivery import Publisher
 from streams.producers.publish_validation import MAX_BODY_BYTES
 from tests.unit.test_publish_api import post
 from tests.unit.test_publishing import FakeProducer, line_event
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -192,17 +193,16 @@ async def test_connections_over_the_limit_are_refused_at_once(producer: FakeProd
         writer.write(health)
         assert (await answer_of(reader))[0] == 200  # the held ones are served
         writer.close()  # one place frees up: a new connection is served again
-        assert await asyncio.wait_for(_served_again(port, health), WAIT_S) == 200
+        assert await eventually(lambda: _served(port, health), "a free place", timeout=WAIT_S,
+                                interval=0.05) == 200
 
 
-async def _served_again(port: int, request: bytes) -> int:
-    while True:
-        async with connection(port) as (reader, writer):
-            writer.write(request)
-            status, _ = await answer_of(reader)
-            if status != 503:
-                return status
-        await asyncio.sleep(0.05)
+async def _served(port: int, request: bytes) -> int | None:
+    """The status of ``request`` on a new connection; None while it is refused (503)."""
+    async with connection(port) as (reader, writer):
+        writer.write(request)
+        status, _ = await answer_of(reader)
+    return None if status == 503 else status
 
 
 # 4. Content types --------------------------------------------------------------------------

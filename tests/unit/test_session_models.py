@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import pytest
 
 from projections.session_models import SessionModels
 from schemas.events import EventPayload, SessionContext, SessionEvent, UsageReported
+from tests.factories import session_event
 
-T = datetime(2026, 3, 10, tzinfo=UTC)
+pytestmark = pytest.mark.unit
 
 
 def env(payload: EventPayload, session: str = "s1") -> SessionEvent:
-    return SessionEvent(event_id="e" * 16, source="codex", type=payload.kind, occurred_at=T,
-                        session_id=session, payload=payload)
+    """An event of a Codex session (a source whose usage lines may name no model)."""
+    return session_event(payload, session=session, source="codex")
 
 
 def usage(model: str | None = None, agent: str | None = None) -> SessionEvent:

@@ -24,6 +24,7 @@ from schemas.telemetry import (
 from streams.errors import SourceRejected, SourceUnavailable
 from streams.producers.mcp_telemetry_client import McpClient, sse_data
 from streams.producers.mcp_telemetry_poller import BreakerState, CircuitBreaker, TelemetryPoller
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -313,8 +314,8 @@ async def test_run_stops_when_told_and_ends_the_session() -> None:
     poller, _, _ = _poller(server, ["a"], published, interval_s=0.01)
     stop = asyncio.Event()
     task = asyncio.create_task(poller.run(stop))
-    while len(published) < 3:
-        await asyncio.sleep(0.01)
+    await eventually(lambda: len(published) >= 3, "three polls published", timeout=5,
+                     interval=0.01)
     stop.set()
     await asyncio.wait_for(task, 5)
     assert server.sessions == 1  # one session, reused across cycles
