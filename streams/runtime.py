@@ -89,6 +89,7 @@ class ConsumerRuntime:
         self.dead: BatchSender | None = None
         self.dead_letters = 0
         self.idle = False  # the last fetch returned nothing: at the end of the log for now
+        self.fetches = 0  # fetches made so far (a test can tell "polled, found nothing")
         self._stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -116,6 +117,7 @@ class ConsumerRuntime:
                 while not self._stopping.is_set():
                     batch = await self.consumer.getmany(timeout_ms=self.wait_ms,
                                                         max_records=self.batch_size)
+                    self.fetches += 1
                     self.idle = not any(batch.values())
                     if not self.idle:
                         await self.handle(batch)

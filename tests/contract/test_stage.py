@@ -137,8 +137,16 @@ async def test_a_stage_sends_every_output_once_and_dead_letters_the_rest(
 
     again = Stage("filter_events", bootstrap, source=source.name, schema=source.value,
                   decide=_decide, target=target.name, dlq=source.dlq, group_id=group)
-    await _run_until(again, lambda: again.consumer is not None
-                     and len(again.consumer.assignment()) == PARTITIONS)
-    await asyncio.sleep(1.0)
+    assigned_at: list[int] = []
+
+    def fetched_thrice_after_assignment() -> bool:
+        if again.consumer is None or len(again.consumer.assignment()) != PARTITIONS:
+            return False
+        if not assigned_at:
+            assigned_at.append(again.fetches)
+        return again.fetches >= assigned_at[0] + 3
+
+    # Every partition assigned, then three fetches from the committed offsets: nothing to do.
+    await _run_until(again, fetched_thrice_after_assignment)
     assert again.processed == 0
     assert len(await _read_all(bootstrap, target.name)) == len(good)

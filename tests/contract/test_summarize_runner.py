@@ -28,6 +28,7 @@ from schemas.summaries import SessionSummaryEvent, TokenCounts
 from streams.admin import ensure_topics
 from streams.codecs import decode, encode, encode_key
 from streams.topics import SESSION_EVENTS, SUMMARIES
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.contract
 
@@ -86,18 +87,21 @@ class Summaries:
 
     async def until(self, found: Callable[[SessionSummaryEvent], bool]) -> SessionSummaryEvent:
         """The first summary (seen or to come) for which ``found`` holds."""
-        deadline = asyncio.get_running_loop().time() + TIMEOUT_S
         checked = 0
-        while True:
+
+        async def next_found() -> SessionSummaryEvent | None:
+            nonlocal checked
             for summary in self.seen[checked:]:
                 if found(summary):
                     return summary
             checked = len(self.seen)
-            assert asyncio.get_running_loop().time() < deadline, (
-                f"no such summary in {TIMEOUT_S}s; seen: "
-                f"{[(s.session_id, s.payload.status, s.payload.prompts) for s in self.seen]}")
             batch = await self.consumer.getmany(timeout_ms=500)
             self.seen += [decode(SUMMARIES.value, r.value) for rs in batch.values() for r in rs]
+            return None
+
+        return await eventually(next_found, "such a summary", timeout=TIMEOUT_S, interval=0,
+                                detail=lambda: [(s.session_id, s.payload.status,
+                                                 s.payload.prompts) for s in self.seen])
 
 
 @pytest.fixture

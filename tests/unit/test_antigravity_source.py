@@ -23,6 +23,7 @@ from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_snapshot_event
 from streams.errors import InvalidEvent
 from streams.producers.antigravity import HISTORY_SESSION, AntigravityProducer
+from tests.factories import Collector
 
 pytestmark = pytest.mark.unit
 
@@ -33,16 +34,6 @@ IDE = "0b9e8d7c-6a5f-4e3d-9c2b-1a0f9e8d7c6b"
 MTIME = datetime(2026, 3, 12, 15, 0, tzinfo=UTC)
 ARTIFACTS = ["task.md", "task.md.resolved", "task.md.resolved.1", "task.md.metadata.json",
              "implementation_plan.md", "implementation_plan.md.metadata.json", "walkthrough.md"]
-
-
-class Collector:
-    """An in-memory ``publish``."""
-
-    def __init__(self) -> None:
-        self.events: list[FileChanged] = []
-
-    async def __call__(self, events: list[FileChanged]) -> None:
-        self.events.extend(events)
 
 
 @pytest.fixture

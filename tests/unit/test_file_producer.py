@@ -18,6 +18,7 @@ from schemas.file_changes import FileChanged
 from streams.producers import tailing
 from streams.producers.base import BATCH_SIZE
 from streams.producers.claude import ClaudeCodeProducer
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.unit
 
@@ -281,11 +282,7 @@ async def test_run_picks_up_appended_line_via_watchdog_and_stops(root, make, col
 
 
 async def wait_for(condition: Callable[[], bool], deadline_s: float = 2.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + deadline_s
-    while not condition():
-        assert loop.time() < deadline, "not delivered within the deadline"
-        await asyncio.sleep(0.02)
+    await eventually(condition, "the line delivered", timeout=deadline_s, interval=0.02)
 
 
 def test_default_roots_follow_claude_config_dir():

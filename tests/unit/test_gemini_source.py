@@ -31,6 +31,7 @@ from schemas.file_changes import (
 )
 from streams.errors import InvalidEvent
 from streams.producers.gemini import GeminiProducer
+from tests.factories import Collector
 
 pytestmark = pytest.mark.unit
 
@@ -46,16 +47,6 @@ SUB = PROJECT / "chats" / MAIN_ID / f"{SUB_ID}.jsonl"
 LEGACY = LEGACY_PROJECT / "chats" / "session-2025-11-20T14-30-2b9e4d71.json"
 RESUMED = LEGACY_PROJECT / "chats" / "session-2025-11-20T14-30-2b9e4d71.jsonl"
 MTIME = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
-
-
-class Collector:
-    """An in-memory ``publish``."""
-
-    def __init__(self) -> None:
-        self.events: list[FileChanged] = []
-
-    async def __call__(self, events: list[FileChanged]) -> None:
-        self.events.extend(events)
 
 
 async def _unused_publish(events: list[FileChanged]) -> None:

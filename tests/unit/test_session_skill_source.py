@@ -28,6 +28,7 @@ from schemas.events import (
 from schemas.file_changes import FileChanged, FileLine, file_line_event, file_snapshot_event
 from streams.errors import InvalidEvent
 from streams.producers.session_skill import SessionSkillProducer
+from tests.factories import Collector
 
 pytestmark = pytest.mark.unit
 
@@ -37,16 +38,6 @@ LEDGER = SAMPLES / "ledger" / ".agents" / "sessions" / "audit-2026-07"
 INFRA = SAMPLES / "infra" / ".harness" / "sessions" / "changes--ci--proposal"
 VENDORED = SAMPLES / "shop" / "node_modules" / "left-pad" / "agents" / "sessions" / "vendored"
 MTIME = datetime(2026, 7, 3, 12, 0, tzinfo=UTC)
-
-
-class Collector:
-    """An in-memory ``publish``."""
-
-    def __init__(self) -> None:
-        self.events: list[FileChanged] = []
-
-    async def __call__(self, events: list[FileChanged]) -> None:
-        self.events.extend(events)
 
 
 @pytest.fixture
