@@ -30,7 +30,8 @@ __all__ = ["replay", "status", "usage"]
 def replay(ctx: click.Context, projection: str, force: bool) -> None:
     """Rebuild PROJECTION from the topics: reset its data and position, re-apply everything.
 
-    PROJECTION is `postgres` (postgres.session_tables) or `neo4j` (neo4j.session_graph).
+    PROJECTION is a projection's name or alias, e.g. `postgres` (postgres.session_tables) or
+    `neo4j` (neo4j.session_graph); an unknown one lists every registered projection.
     Stop `sessionstream run` first: two writers of one store would fight over its position.
     Progress is printed as it goes; the result equals the live projection. Refused, with the
     reason, when the topic ends before what the store applied (a broker that lost its log).

@@ -13,7 +13,9 @@ works on every Neo4j edition). ``apply_batch`` locks and reads them, drops recor
 calls ``apply(tx, records)`` and writes the new offsets, all in one ``execute_write``
 transaction. A concrete projection declares ``constraints`` and ``labels`` (every node label it
 owns, for ``reset()``) and implements ``apply``, which must be idempotent per fact: the driver
-may run the transaction function more than once.
+may run the transaction function more than once. It registers itself with
+:func:`projections.registry.registered`, and is built (``build``) only where a Neo4j is
+configured or running (``enabled``). :func:`run_rows` runs one ``UNWIND $rows`` statement.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import logging
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import neo4j
 from neo4j.exceptions import (
@@ -36,7 +38,10 @@ from neo4j.exceptions import (
 from projections.base import Position, Projection, Record
 from streams.errors import ProjectionRejected, ProjectionUnavailable
 
-__all__ = ["Neo4jProjection"]
+if TYPE_CHECKING:
+    from projections.registry import BuildContext
+
+__all__ = ["Neo4jProjection", "run_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +81,12 @@ class Neo4jProjection(Projection):
     # The driver retries transient failures inside execute_write for this long; the runner
     # retries the whole batch after that, so keep it short.
     transaction_retry_time: ClassVar[float] = 5.0
+    # What the registry needs (see projections.registry.Buildable).
+    store: ClassVar[str] = "neo4j"
+    build_order: ClassVar[int] = 1  # optional: built after the Postgres projections
+    disabled_hint: ClassVar[str] = ("Neo4j is neither configured nor running: set "
+                                    "SESSIONSTREAM_NEO4J_URI or run `sessionstream stack up "
+                                    "neo4j`")
 
     def __init__(self, uri: str, user: str | None = None, password: str | None = None,
                  database: str | None = None) -> None:
@@ -83,6 +94,17 @@ class Neo4jProjection(Projection):
         self.auth = (user or "neo4j", password) if password is not None else None
         self.database = database
         self.driver: neo4j.AsyncDriver | None = None
+
+    @classmethod
+    def build(cls, context: BuildContext) -> Self:
+        """A new, unstarted projection on ``context``'s Neo4j (``enabled`` first)."""
+        assert context.neo4j_uri is not None, "enabled() first"
+        return cls(context.neo4j_uri, context.neo4j_user, context.neo4j_password)
+
+    @classmethod
+    def enabled(cls, context: BuildContext) -> bool:
+        """Whether a Neo4j is configured or running in the local stack."""
+        return bool(context.neo4j_uri)
 
     @abstractmethod
     async def apply(self, tx: neo4j.AsyncManagedTransaction, records: list[Record]) -> None:
@@ -181,3 +203,9 @@ class Neo4jProjection(Projection):
                 "MATCH (o:ProjectionOffset {projection: $projection}) DELETE o",
                 projection=self.name, database_=self.database,
             )
+
+
+async def run_rows(tx: neo4j.AsyncManagedTransaction, statement: str, rows: list[Any]) -> None:
+    """Run ``statement`` (one ``UNWIND $rows AS row ...``) over ``rows``; nothing when empty."""
+    if rows:
+        await (await tx.run(statement, rows=rows)).consume()

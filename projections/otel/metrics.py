@@ -13,15 +13,14 @@ that Prometheus would read as a counter reset. A projection ``reset()`` (replay)
 totals, which consumers see as an ordinary counter reset.
 
 Tokens are exported as ``gen_ai.client.token.usage`` with the GenAI semantic-convention
-attributes: ``gen_ai.operation.name=chat``, ``gen_ai.provider.name``, ``gen_ai.request.model``,
-``gen_ai.token.type`` (input|output) and, on input, ``gen_ai.token.cache`` (none|read|creation),
-so the sum over ``type=input`` is the semconv input count with cached tokens included. The
-semconv instrument is a per-request histogram, which cannot be rebuilt from stored totals
-idempotently; this is a cumulative *counter* under that name (``gen_ai_client_token_usage_total``
-in Prometheus). Tool calls are counted once they have a result (outcome ok|error); calls still
-waiting for theirs are a gauge, because a pending call later becomes ok and a counter must not
-go down. Events processed per (projection, topic) is the sum of the next offsets the projection
-has committed, dead-lettered records included.
+attributes (the points of every instrument are built in
+:mod:`projections.otel.session_observations`). The semconv instrument is a per-request
+histogram, which cannot be rebuilt from stored totals idempotently; this is a cumulative
+*counter* under that name (``gen_ai_client_token_usage_total`` in Prometheus). Tool calls are
+counted once they have a result (outcome ok|error); calls still waiting for theirs are a gauge,
+because a pending call later becomes ok and a counter must not go down. Events processed per
+(projection, topic) is the sum of the next offsets the projection has committed, dead-lettered
+records included.
 
 Process-local instruments (they restart with the process, as latencies do): the write-duration
 histogram fed by the runner's ``on_applied`` callback, and the lag gauge set by the worker.
@@ -36,7 +35,6 @@ import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
@@ -44,8 +42,16 @@ from aiokafka.errors import KafkaError
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from projections.base import Position
-from projections.postgres.session_tables import owned
+from projections.otel import session_observations as points
+from projections.otel.session_observations import (
+    EMPTY,
+    PROJECTION,
+    TOKEN_KINDS,
+    MetricsSnapshot,
+)
+from projections.postgres.session_schema import owned
 from streams.errors import ProjectionError
+from streams.sources import provider_of as declared_provider
 
 __all__ = [
     "MetricsSnapshot", "PositionSource", "SessionMetrics", "provider_of", "read_snapshot",
@@ -53,27 +59,15 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-PROJECTION = "sessionstream.projection"
-SOURCE = "sessionstream.source"
-OUTCOME = "sessionstream.tool.outcome"
-TOPIC = "messaging.destination.name"
-TOOL = "gen_ai.tool.name"
-PROVIDER = "gen_ai.provider.name"
-MODEL = "gen_ai.request.model"
-
-TOKEN_KINDS = ("input", "output", "cache_read", "cache_creation")
-# kind of usage_facts column -> (gen_ai.token.type, gen_ai.token.cache or None)
-_TOKEN_ATTRIBUTES = {"input": ("input", "none"), "output": ("output", None),
-                     "cache_read": ("input", "read"), "cache_creation": ("input", "creation")}
 _PROVIDER_BY_MODEL = (("claude", "anthropic"), ("gpt", "openai"), ("codex", "openai"),
                       ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
                       ("gemini", "gcp.gemini"))
-_PROVIDER_BY_SOURCE = {"claude-code": "anthropic", "codex": "openai", "gemini-cli": "gcp.gemini"}
 _WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ProjectionError)
 _LAG_ERRORS = (OSError, KafkaError)
 
 LagReader = Callable[[], Awaitable[Mapping[str, int]]]
+Points = Callable[[MetricsSnapshot], list[Observation]]
 
 SESSIONS_SQL = "SELECT source, status, count(*) AS n FROM sessions GROUP BY source, status"
 TOOL_CALLS_SQL = """
@@ -102,23 +96,13 @@ class PositionSource(Protocol):
 
 
 def provider_of(source: str, model: str) -> str:
-    """The ``gen_ai.provider.name`` of a model: by its name, else by the agent that used it."""
+    """The ``gen_ai.provider.name`` of a model: by its name, else the one the agent's source
+    declares (:func:`streams.sources.provider_of`), else the source's name."""
     lowered = model.lower()
     for prefix, provider in _PROVIDER_BY_MODEL:
         if lowered.startswith(prefix):
             return provider
-    return _PROVIDER_BY_SOURCE.get(source, source or "unknown")
-
-
-@dataclass(frozen=True)
-class MetricsSnapshot:
-    """Totals read from the stores at one instant; every value is a count since the beginning."""
-
-    sessions: Mapping[tuple[str, str], int]  # (source, status) -> sessions
-    tool_calls: Mapping[tuple[str, str], int]  # (tool, ok|error|pending) -> calls
-    tokens: Mapping[tuple[str, str, str], int]  # (provider, model, TOKEN_KINDS item) -> tokens
-    cost_usd: Mapping[tuple[str, str], float]  # (provider, model) -> USD
-    events_processed: Mapping[tuple[str, str], int]  # (projection, topic) -> records
+    return declared_provider(source) or source or "unknown"
 
 
 async def read_snapshot(conn: asyncpg.Connection,
@@ -167,21 +151,21 @@ class SessionMetrics:
         self._lag: dict[str, int] = {}
         meter = meter_provider.get_meter("sessionstream")
         counter = meter.create_observable_counter
-        counter("sessionstream.sessions.started", [self._started], "{session}",
+        counter("sessionstream.sessions.started", [self._observe(points.started)], "{session}",
                 "Sessions seen, by source.")
-        counter("sessionstream.sessions.closed", [self._closed], "{session}",
+        counter("sessionstream.sessions.closed", [self._observe(points.closed)], "{session}",
                 "Sessions whose file was removed (status closed), by source.")
-        counter("sessionstream.events.processed", [self._processed], "{event}",
+        counter("sessionstream.events.processed", [self._observe(points.processed)], "{event}",
                 "Records a projection has committed, by projection and topic.")
-        counter("sessionstream.tool.calls", [self._tool_calls], "{call}",
+        counter("sessionstream.tool.calls", [self._observe(points.tool_calls)], "{call}",
                 "Tool calls that have a result, by tool and outcome (ok|error).")
-        counter("gen_ai.client.token.usage", [self._tokens], "{token}",
+        counter("gen_ai.client.token.usage", [self._observe(points.tokens)], "{token}",
                 "Tokens used, cumulative (GenAI semconv attributes; not a per-request "
                 "histogram).")
-        counter("sessionstream.cost.usage", [self._cost], "USD",
+        counter("sessionstream.cost.usage", [self._observe(points.cost)], "USD",
                 "Estimated cost in USD, by provider and model.")
         gauge = meter.create_observable_gauge
-        gauge("sessionstream.tool.calls.pending", [self._pending], "{call}",
+        gauge("sessionstream.tool.calls.pending", [self._observe(points.pending)], "{call}",
               "Tool calls still waiting for their result, by tool.")
         gauge("sessionstream.projection.lag", [self._lag_points], "{record}",
               "Records of its topic a projection has not applied yet.")
@@ -258,54 +242,13 @@ class SessionMetrics:
 
     # -- callbacks: read the snapshot, no I/O ---------------------------------------------------
 
-    def _started(self, options: CallbackOptions) -> Iterable[Observation]:
-        totals: dict[str, int] = defaultdict(int)
-        for (source, _status), n in self._snap().sessions.items():
-            totals[source] += n
-        return [Observation(n, {SOURCE: s}) for s, n in sorted(totals.items())]
+    def _observe(self, points_of: Points) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        """The callback reporting ``points_of`` the last snapshot (nothing before the first)."""
+        def callback(options: CallbackOptions) -> Iterable[Observation]:
+            snapshot = self.snapshot  # read once: a refresh may swap it meanwhile
+            return points_of(EMPTY if snapshot is None else snapshot)
 
-    def _closed(self, options: CallbackOptions) -> Iterable[Observation]:
-        totals: dict[str, int] = defaultdict(int)
-        for (source, status), n in self._snap().sessions.items():
-            totals[source] += n if status == "closed" else 0
-        return [Observation(n, {SOURCE: s}) for s, n in sorted(totals.items())]
-
-    def _processed(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(n, {PROJECTION: p, TOPIC: t})
-                for (p, t), n in sorted(self._snap().events_processed.items())]
-
-    def _tool_calls(self, options: CallbackOptions) -> Iterable[Observation]:
-        calls = self._snap().tool_calls
-        return [Observation(calls.get((tool, outcome), 0), {TOOL: tool, OUTCOME: outcome})
-                for tool in sorted({t for t, _ in calls}) for outcome in ("ok", "error")]
-
-    def _pending(self, options: CallbackOptions) -> Iterable[Observation]:
-        calls = self._snap().tool_calls
-        return [Observation(calls.get((tool, "pending"), 0), {TOOL: tool})
-                for tool in sorted({t for t, _ in calls})]
-
-    def _tokens(self, options: CallbackOptions) -> Iterable[Observation]:
-        points = []
-        for (provider, model, kind), n in sorted(self._snap().tokens.items()):
-            token_type, cache = _TOKEN_ATTRIBUTES[kind]
-            attributes = {"gen_ai.operation.name": "chat", PROVIDER: provider, MODEL: model,
-                          "gen_ai.token.type": token_type}
-            if cache is not None:
-                attributes["gen_ai.token.cache"] = cache
-            points.append(Observation(n, attributes))
-        return points
-
-    def _cost(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(usd, {PROVIDER: p, MODEL: m})
-                for (p, m), usd in sorted(self._snap().cost_usd.items())]
+        return callback
 
     def _lag_points(self, options: CallbackOptions) -> Iterable[Observation]:
-        return [Observation(n, {PROJECTION: p}) for p, n in sorted(self._lag.items())]
-
-    def _snap(self) -> MetricsSnapshot:
-        snapshot = self.snapshot  # read once: a refresh may swap it meanwhile
-        return _NOTHING if snapshot is None else snapshot
-
-
-_NOTHING = MetricsSnapshot(sessions={}, tool_calls={}, tokens={}, cost_usd={},
-                           events_processed={})
+        return points.lags(self._lag)

@@ -4,7 +4,9 @@ Owns the pool, the DDL, the ``projection_offsets`` table (one row per projection
 partition: the next offset to apply), skipping already-applied records, and translating
 asyncpg's errors once: connection-level and serialization failures become
 ``ProjectionUnavailable`` (retry the same batch), anything else ``ProjectionRejected``.
-A concrete projection declares ``ddl`` and ``tables`` and implements ``apply(conn, records)``.
+A concrete projection declares ``ddl`` and ``tables``, implements ``apply(conn, records)`` and
+registers itself with :func:`projections.registry.registered`; it is built on the configured
+Postgres (``build``) and always enabled, Postgres being the store that is always there.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import logging
 from abc import abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 import asyncpg
 
 from projections.base import Position, Projection, Record
 from streams.errors import ProjectionRejected, ProjectionUnavailable
+
+if TYPE_CHECKING:
+    from projections.registry import BuildContext
 
 __all__ = ["PostgresProjection"]
 
@@ -56,10 +61,24 @@ class PostgresProjection(Projection):
 
     ddl: ClassVar[list[str]]
     tables: ClassVar[list[str]]
+    # What the registry needs (see projections.registry.Buildable).
+    store: ClassVar[str] = "postgres"
+    build_order: ClassVar[int] = 0  # always there: built (and listed by `status`) first
+    disabled_hint: ClassVar[str] = ""
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
         self.pool: asyncpg.Pool | None = None
+
+    @classmethod
+    def build(cls, context: BuildContext) -> Self:
+        """A new, unstarted projection on ``context.postgres_dsn``."""
+        return cls(context.postgres_dsn)
+
+    @classmethod
+    def enabled(cls, context: BuildContext) -> bool:
+        """Postgres is always there (configured, or the embedded one)."""
+        return True
 
     @abstractmethod
     async def apply(self, conn: asyncpg.Connection, records: list[Record]) -> None:

@@ -9,6 +9,7 @@ of ``telemetry_polls`` (``ok`` false, with the error) and leave ``telemetry_late
 ``observers`` are called with the polls of each batch once its transaction has committed (the
 duration and size histograms of :mod:`projections.otel.mcp_telemetry_metrics` hang there):
 exactly once per poll and process, never for a poll the store had already applied.
+Registered as ``telemetry``; built only when the MCP poller is on (``SESSIONSTREAM_MCP_URL``).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import asyncpg
 
 from projections.base import Record
 from projections.postgres.base import PostgresProjection
+from projections.registry import BuildContext, registered
 from schemas.telemetry import ToolPolled
 from streams.topics import TELEMETRY_POLLED
 
@@ -59,6 +61,7 @@ WHERE (EXCLUDED.polled_at, EXCLUDED.event_id)
       > (telemetry_latest.polled_at, telemetry_latest.event_id)"""
 
 
+@registered("telemetry")
 class TelemetryTables(PostgresProjection):
     """telemetry_polls (one row per poll) and telemetry_latest (newest value per metric)."""
 
@@ -66,6 +69,12 @@ class TelemetryTables(PostgresProjection):
     source = TELEMETRY_POLLED
     ddl = DDL
     tables = ["telemetry_polls", "telemetry_latest"]
+    disabled_hint: ClassVar[str] = "the MCP poller is off: set SESSIONSTREAM_MCP_URL"
+
+    @classmethod
+    def enabled(cls, context: BuildContext) -> bool:
+        """Only when the MCP poller is on: then it projects what the poller publishes."""
+        return bool(context.settings.mcp_url)
 
     def __init__(self, dsn: str) -> None:
         super().__init__(dsn)
