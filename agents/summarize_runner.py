@@ -61,7 +61,10 @@ class SummarizeRunner(ConsumerRuntime):
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         super().__init__("summarize_sessions", bootstrap, topic=source_topic, group_id=group_id,
                          dlq=SESSION_EVENTS.dlq, output_topic=target_topic,
-                         batch_size=batch_size, session_timeout_ms=session_timeout_ms)
+                         batch_size=batch_size, session_timeout_ms=session_timeout_ms,
+                         # aiokafka's default: the summarizer's fetches are buffered beside the
+                         # stages' and the projections' (4 MB each); more buys it nothing
+                         partition_fetch_bytes=1024 * 1024)
         self.inactivity_timeout = inactivity_timeout
         self.update_interval = update_interval
         self.tick_interval = tick_interval

@@ -23,7 +23,6 @@ import functools
 import logging
 import os
 import signal
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -32,6 +31,7 @@ from opentelemetry.sdk.metrics import MeterProvider
 
 from agents import filter_events, parse_lines
 from agents.summarize_runner import SummarizeRunner
+from app.catch_up import wait_caught_up
 from app.endpoints import Endpoints
 from app.projection_set import build_projections
 from app.sources import build_producers
@@ -181,7 +181,9 @@ class Pipeline:
             await self._lines.add(encode_key(e.source, e.session_id), encode_file_change(e))
         await self._lines.flush()  # confirmed by the broker before the checkpoint moves
 
-    def _published_ends(self) -> dict[int, int]:
+    def published_ends(self) -> dict[int, int]:
+        """Per partition of the lines topic, the next offset after what this process's
+        producers published and the broker confirmed."""
         return self._lines.ends if self._lines is not None else {}
 
     async def _run_producers(self) -> None:
@@ -242,10 +244,10 @@ class Pipeline:
         """Per projection: records of its topic not applied yet (for the lag gauge)."""
         targets = self.parse.produced_ends
         return {r.projection.name: await lag_to(self.endpoints.bootstrap, r.group_id, r.topic,
-                                                await self._targets(r, targets))
+                                                await self.targets(r, targets))
                 for r in self.projections}
 
-    async def _targets(self, runner: ProjectionRunner, events: dict[int, int]) -> dict[int, int]:
+    async def targets(self, runner: ProjectionRunner, events: dict[int, int]) -> dict[int, int]:
         """What ``runner`` must reach: ``events`` on the events topic, else its topic's end."""
         if runner.topic == SESSION_EVENTS.name:
             return events
@@ -259,50 +261,6 @@ class Pipeline:
         roots = sum(len(p.roots) for p in self.producers)
         self.report(f"published {published} lines from {roots} root(s); "
                     "waiting for the agents and projections to catch up...")
-        await self._wait_caught_up()
+        await wait_caught_up(self)
         self.report("caught up")
         os.kill(os.getpid(), signal.SIGTERM)  # the same clean stop as Ctrl-C
-
-    async def _wait_caught_up(self) -> None:
-        """Until the parse agent has committed past every line in its topic, and every consumer
-        of the events past every event in theirs, then one more summarizer tick.
-
-        The targets are, per partition, the larger of the end offset read once here and the
-        offsets the broker confirmed for what this run published or produced: exact on any
-        broker for this run's records (the embedded one under-reports end offsets after
-        multi-record batches), and on Kafka also for records of earlier runs, which a
-        projection with a fresh store must apply too."""
-        bootstrap = self.endpoints.bootstrap
-        lines_end = await end_offsets(bootstrap, FILE_CHANGES.name)
-        events_end = await end_offsets(bootstrap, SESSION_EVENTS.name)
-        reported = time.monotonic()
-        while True:
-            lags = {"parse": await lag_to(bootstrap, PARSE_GROUP, FILE_CHANGES.name,
-                                          _merge(lines_end, self._published_ends()))}
-            if self.helpers and lags["parse"] == 0:
-                # Helpers parsed some of the lines: what they wrote is only known to the
-                # broker (exact on Kafka, which `--workers` needs).
-                events_end = await end_offsets(bootstrap, SESSION_EVENTS.name)
-            events = _merge(events_end, self.parse.produced_ends)
-            lags["filter"] = await lag_to(bootstrap, FILTER_GROUP, SESSION_EVENTS.name, events)
-            lags["summarize"] = await lag_to(bootstrap, self.summarizer.group_id,
-                                             SESSION_EVENTS.name, events)
-            for runner in self.projections:
-                lags[runner.projection.name] = await lag_to(
-                    bootstrap, runner.group_id, runner.topic, await self._targets(runner, events))
-            if sum(lags.values()) == 0:
-                # One summarizer tick after the last event: closes of idle sessions go out.
-                await asyncio.sleep(self.summarizer.tick_interval + 0.1)
-                return
-            if time.monotonic() - reported >= 1.0:  # checked often, reported once a second
-                self.report("  remaining: " + ", ".join(f"{k}={v}" for k, v in lags.items()))
-                reported = time.monotonic()
-            await asyncio.sleep(0.1)
-
-
-def _merge(*targets: dict[int, int]) -> dict[int, int]:
-    merged: dict[int, int] = {}
-    for target in targets:
-        for partition, offset in target.items():
-            merged[partition] = max(merged.get(partition, 0), offset)
-    return {p: o for p, o in merged.items() if o > 0}

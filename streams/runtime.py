@@ -73,7 +73,8 @@ class ConsumerRuntime:
 
     def __init__(self, name: str, bootstrap: str, *, topic: str, group_id: str, dlq: str,
                  output_topic: str | None = None, batch_size: int = 5000, wait_ms: int = 100,
-                 session_timeout_ms: int = 10_000) -> None:
+                 session_timeout_ms: int = 10_000,
+                 partition_fetch_bytes: int = 4 * 1024 * 1024) -> None:
         self.name = name
         self.bootstrap = bootstrap
         self.topic = topic
@@ -83,6 +84,8 @@ class ConsumerRuntime:
         self.batch_size = batch_size
         self.wait_ms = wait_ms
         self.session_timeout_ms = session_timeout_ms
+        # What aiokafka may buffer per partition ahead of handling: memory grows with it.
+        self.partition_fetch_bytes = partition_fetch_bytes
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.outputs: BatchSender | None = None
@@ -99,7 +102,8 @@ class ConsumerRuntime:
             auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
             heartbeat_interval_ms=min(3_000, self.session_timeout_ms // 3),
             max_poll_records=self.batch_size, retry_backoff_ms=RETRY_BACKOFF_MS,
-            fetch_max_wait_ms=self.wait_ms, max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=self.wait_ms,
+            max_partition_fetch_bytes=self.partition_fetch_bytes,
         )
         self.producer = AIOKafkaProducer(
             bootstrap_servers=self.bootstrap, acks="all", linger_ms=0,
