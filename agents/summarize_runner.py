@@ -69,8 +69,6 @@ class SummarizeRunner(ConsumerRuntime):
         self.update_interval = update_interval
         self.tick_interval = tick_interval
         self.pricing = pricing or PricingTable.load()
-        self.source_topic = source_topic
-        self.target_topic = target_topic
         self.report = report
         self.clock = clock
         self.summarizers: dict[int, Summarizer] = {}  # source partition -> its sessions

@@ -62,8 +62,6 @@ class Stage(ConsumerRuntime):
                  wait_ms: int = 100, shared_decode: bool = False) -> None:
         super().__init__(name, bootstrap, topic=source, group_id=group_id, dlq=dlq,
                          output_topic=target, batch_size=batch_size, wait_ms=wait_ms)
-        self.source = source
-        self.target = target
         self.schema = schema
         self.decide = decide
         self.legacy_group = legacy_group
@@ -82,7 +80,7 @@ class Stage(ConsumerRuntime):
         fresh = [tp for tp in assigned if await self.consumer.committed(tp) is None]
         if not fresh:
             return
-        legacy = await committed_offsets(self.bootstrap, self.legacy_group, self.source,
+        legacy = await committed_offsets(self.bootstrap, self.legacy_group, self.topic,
                                          sorted(tp.partition for tp in fresh))
         for tp in fresh:
             if legacy.get(tp.partition, -1) >= 0:
