@@ -105,6 +105,11 @@ class Settings(BaseSettings):
     otlp_endpoint: str | None = Field(
         default=None, description="OTLP/HTTP endpoint, e.g. http://127.0.0.1:4318; unset = off."
     )
+    otlp_headers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="Headers sent with every OTLP export, comma-separated key=value pairs "
+                    "(e.g. 'x-api-key=KEY,Langsmith-Project=agents'), for hosted backends.",
+    )
     metrics_port: int = Field(default=9464, ge=0, le=65535,
                               description="Prometheus endpoint port of the worker; 0 = off.")
     metrics_host: str = Field(default="127.0.0.1",
@@ -132,6 +137,14 @@ class Settings(BaseSettings):
     summary_interval_s: float = Field(default=10.0, ge=0,
                                       description="At most one summary update per session per "
                                                   "interval.")
+    since: str | None = Field(
+        default=None,
+        description="Rolling period read on a new install: a duration such as 30d, 12h, 90m "
+                    "or a date (2026-11-01); files last modified before it are skipped and "
+                    "reported. Unset = everything.")
+    health_max_lag: int = Field(default=10_000, ge=0,
+                                description="Records a consumer may be behind before health "
+                                            "reports it unhealthy.")
     sources: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated roots to watch; empty = each source's own default paths.",
@@ -176,6 +189,17 @@ class Settings(BaseSettings):
     def _check_mcp_url(cls, value: str | None) -> str | None:
         if value is not None and not value.startswith(("http://", "https://")):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("otlp_headers", mode="before")
+    @classmethod
+    def _split_headers(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = [p.strip() for p in value.split(",") if p.strip()]
+            bad = [p for p in pairs if "=" not in p]
+            if bad:
+                raise ValueError(f"expected key=value pairs, got {', '.join(bad)}")
+            return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
         return value
 
     @field_validator("content_modes", mode="before")
