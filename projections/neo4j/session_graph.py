@@ -3,8 +3,8 @@
 The graph::
 
     (:Project {name})-[:HAS_SESSION]->(:Session {id, source, title, slug, working_dir, project,
-        started_at, last_activity_at, ended_at, status, agent_id, session_kind, forked_from,
-        resumed_from, copied_until})
+        started_at, last_activity_at, ended_at, status, closed_reason, first_closed_at,
+        agent_id, session_kind, forked_from, resumed_from, copied_until})
     (:Session)-[:USED_TOOL {count}]->(:Tool {name})
     (:Session)-[:TOUCHED {reads, writes}]->(:File {path})
     (:Session)-[:USED_MODEL {tokens, input, output, cache_creation, cache_read, responses}]
@@ -22,6 +22,10 @@ work only (a fact a sub-agent file replays from its parent's stays the parent's)
 ``(s)-[:SPAWNED*0..]->(x)`` spans the tree. Only main sessions hang off a ``Project``, named
 by the first ``SessionContext.project`` (else ``cwd``) of the main file.
 
+A session is ``active`` until it closes: its file removed (``closed_reason`` removed) or no
+event for the inactivity timeout (:meth:`SessionGraph.close_idle`, ``closed_reason``
+inactive, ``ended_at`` its last activity); an inactive one reopens on a later event.
+
 One write transaction per batch: take the lineage lock, fold the events
 (:mod:`~projections.neo4j.session_graph_batch`), write the session nodes, the ``SPAWNED`` edges
 and the fact nodes (:mod:`~projections.neo4j.session_graph_facts`), re-decide lineage
@@ -34,6 +38,7 @@ in ``(:SessionModel {key, session, agent, model})`` nodes (see :mod:`projections
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 import neo4j
@@ -41,6 +46,7 @@ import neo4j
 from projections.base import Record
 from projections.neo4j.base import Neo4jProjection, run_rows
 from projections.neo4j.session_graph_batch import (
+    CLOSE_IDLE,
     UPSERT_SESSIONS,
     UPSERT_SPAWNED,
     GraphBatch,
@@ -104,3 +110,17 @@ class SessionGraph(Neo4jProjection):
                                            for s, a, m in batch.models.changed()])
         changed = await relink(tx, ids, sorted(batch.shared_keys))
         await recompute_aggregates(tx, owners, changed)
+
+    async def close_idle(self, before: datetime) -> list[str]:
+        """Close every open session node whose last event is older than ``before``; returns
+        their ids (a later event reopens one). Takes the batches' lock. ``[]`` when not
+        started; store errors are translated as a batch's are."""
+        if self.driver is None:
+            return []
+
+        async def close(tx: neo4j.AsyncManagedTransaction) -> list[str]:
+            await run_rows(tx, LOCK_LINEAGE, [1])
+            return [r["id"] async for r in await tx.run(CLOSE_IDLE, before=before)]
+
+        async with self._translated(), self.driver.session(database=self.database) as session:
+            return list(await session.execute_write(close))

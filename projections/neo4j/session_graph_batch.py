@@ -31,7 +31,7 @@ from schemas.events import (
     UsageReported,
 )
 
-__all__ = ["UPSERT_SESSIONS", "UPSERT_SPAWNED", "GraphBatch", "session_node_id"]
+__all__ = ["CLOSE_IDLE", "UPSERT_SESSIONS", "UPSERT_SPAWNED", "GraphBatch", "session_node_id"]
 
 _TITLE_RANK = {"summary": 1, "ai": 2, "custom": 3}
 
@@ -176,9 +176,15 @@ def _keep(rows: dict[str, Row], key: str, env: Any, props: Row) -> None:
                  "props": props}
 
 
+# The lifecycle, as in the Postgres ``sessions`` table: a session closed for inactivity
+# (``closed_reason = 'inactive'``) reopens on an event later than its ``ended_at``; one whose
+# file was removed stays closed; ``first_closed_at`` is set once. ``reopens`` is decided on
+# the values before this SET.
 UPSERT_SESSIONS = """
 UNWIND $rows AS row
 MERGE (s:Session {id: row.id})
+WITH s, row, (s.closed_reason = 'inactive' AND row.ended_at IS NULL
+              AND row.last_activity_at > s.ended_at) AS reopens
 SET s.source = coalesce(s.source, row.source),
     s.agent_id = coalesce(s.agent_id, row.agent_id),
     s.slug = coalesce(s.slug, row.slug),
@@ -196,12 +202,23 @@ SET s.source = coalesce(s.source, row.source),
     s.title_rank = CASE WHEN row.title IS NOT NULL
                              AND row.title_rank >= coalesce(s.title_rank, 0)
                         THEN row.title_rank ELSE s.title_rank END,
-    s.ended_at = coalesce(row.ended_at, s.ended_at),
-    s.status = CASE WHEN coalesce(row.ended_at, s.ended_at) IS NULL
-                    THEN 'active' ELSE 'closed' END
+    s.ended_at = CASE WHEN row.ended_at IS NOT NULL THEN row.ended_at
+                      WHEN reopens THEN null ELSE s.ended_at END,
+    s.closed_reason = CASE WHEN row.ended_at IS NOT NULL THEN 'removed'
+                           WHEN reopens THEN null ELSE s.closed_reason END,
+    s.first_closed_at = coalesce(s.first_closed_at, row.ended_at),
+    s.status = CASE WHEN row.ended_at IS NOT NULL THEN 'closed'
+                    WHEN reopens OR s.ended_at IS NULL THEN 'active' ELSE 'closed' END
 WITH s WHERE s.project IS NOT NULL
 MERGE (p:Project {name: s.project})
 MERGE (p)-[:HAS_SESSION]->(s)
+"""
+# Close every open session (sub-agents included) quiet since before $before.
+CLOSE_IDLE = """
+MATCH (s:Session) WHERE s.ended_at IS NULL AND s.last_activity_at < $before
+SET s.ended_at = s.last_activity_at, s.closed_reason = 'inactive',
+    s.first_closed_at = coalesce(s.first_closed_at, s.last_activity_at), s.status = 'closed'
+RETURN s.id AS id
 """
 # The parent may not be known yet (a sub-agent file read before its main file).
 UPSERT_SPAWNED = """

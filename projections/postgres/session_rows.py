@@ -19,7 +19,8 @@ from typing import NamedTuple
 from projections.postgres.session_state_rows import STATE_STATEMENTS
 
 __all__ = [
-    "LOAD_MODELS", "STATEMENTS", "UPSERT_MODEL", "UPSERT_SESSION", "CompactionRow", "FileRow",
+    "CLOSE_IDLE", "LOAD_MODELS", "STATEMENTS", "UPSERT_MODEL", "UPSERT_SESSION", "CompactionRow",
+    "FileRow",
     "MessageRow", "RewindRow", "SessionRow", "SubagentRow", "ToolCallRow", "ToolResultRow",
     "UsageRow",
 ]
@@ -49,10 +50,18 @@ class SessionRow:
                 self.last_activity_at, self.ended_at)
 
 
-UPSERT_SESSION = """
+# A session closed for inactivity reopens when a batch brings an event later than its close
+# (its ``ended_at``, the last activity before the quiet); one closed because its file was
+# removed stays closed. ``first_closed_at`` is set once and never cleared (the metrics count
+# sessions that have closed at least once from it, so a reopen never lowers a counter).
+_REOPENS = ("sessions.closed_reason = 'inactive' AND EXCLUDED.ended_at IS NULL"
+            " AND EXCLUDED.last_activity_at > sessions.ended_at")
+UPSERT_SESSION = f"""
 INSERT INTO sessions (id, source, agent, slug, project, working_dir, title, title_rank,
-                      session_dir, started_at, last_activity_at, ended_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                      session_dir, started_at, last_activity_at, ended_at, closed_reason,
+                      first_closed_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12,
+        CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE 'removed' END, $12)
 ON CONFLICT (id) DO UPDATE SET
     slug = coalesce(sessions.slug, EXCLUDED.slug),
     project = coalesce(sessions.project, EXCLUDED.project),
@@ -62,9 +71,23 @@ ON CONFLICT (id) DO UPDATE SET
     title_rank = greatest(sessions.title_rank, EXCLUDED.title_rank),
     started_at = least(sessions.started_at, EXCLUDED.started_at),
     last_activity_at = greatest(sessions.last_activity_at, EXCLUDED.last_activity_at),
-    ended_at = coalesce(EXCLUDED.ended_at, sessions.ended_at),
-    status = CASE WHEN coalesce(EXCLUDED.ended_at, sessions.ended_at) IS NULL
-                  THEN sessions.status ELSE 'closed' END
+    ended_at = CASE WHEN EXCLUDED.ended_at IS NOT NULL THEN EXCLUDED.ended_at
+                    WHEN {_REOPENS} THEN NULL ELSE sessions.ended_at END,
+    closed_reason = CASE WHEN EXCLUDED.ended_at IS NOT NULL THEN 'removed'
+                         WHEN {_REOPENS} THEN NULL ELSE sessions.closed_reason END,
+    first_closed_at = coalesce(sessions.first_closed_at, EXCLUDED.ended_at),
+    status = CASE WHEN EXCLUDED.ended_at IS NOT NULL THEN 'closed'
+                  WHEN {_REOPENS} THEN 'active' ELSE sessions.status END
+"""
+# Close every session quiet since before $1 (its last event's time, compared with the caller's
+# clock minus the inactivity timeout): ``ended_at`` is its last activity, the reason
+# 'inactive'. A status kept by the agent (session-skill state) stays that status. Returns ids.
+CLOSE_IDLE = """
+UPDATE sessions SET ended_at = last_activity_at, closed_reason = 'inactive',
+    first_closed_at = coalesce(first_closed_at, last_activity_at),
+    status = coalesce(state->>'status', 'closed')
+WHERE ended_at IS NULL AND last_activity_at < $1
+RETURNING id
 """
 
 

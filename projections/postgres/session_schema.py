@@ -76,6 +76,11 @@ DDL = [
         ADD COLUMN IF NOT EXISTS progress_done int, ADD COLUMN IF NOT EXISTS progress_total int,
         ADD COLUMN IF NOT EXISTS state jsonb NOT NULL DEFAULT '{}',
         ADD COLUMN IF NOT EXISTS artifacts int NOT NULL DEFAULT 0""",
+    # The lifecycle: why a session closed (removed | inactive) and when it first closed.
+    """ALTER TABLE sessions ADD COLUMN IF NOT EXISTS closed_reason text,
+        ADD COLUMN IF NOT EXISTS first_closed_at timestamptz""",
+    """CREATE INDEX IF NOT EXISTS sessions_open_by_activity ON sessions (last_activity_at)
+        WHERE ended_at IS NULL""",
     """CREATE TABLE IF NOT EXISTS session_models (
         session_id text NOT NULL, agent_id text NOT NULL, model text NOT NULL,
         PRIMARY KEY (session_id, agent_id)

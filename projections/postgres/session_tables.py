@@ -9,10 +9,16 @@ then re-decide the lineage of the sessions that share responses with the batch's
 cost total from the child tables (``RECOMPUTE`` in :mod:`~projections.postgres.session_schema`,
 which owns the tables, the ``usage`` view and :func:`owned`). Every write is keyed by a natural
 key and every total derived, so a crash, a re-publish or a replay yields the same rows.
+
+A session is ``active`` until it closes: its file removed (``closed_reason`` removed) or no
+event for the inactivity timeout (:meth:`SessionTables.close_idle`, called by the worker's
+lifecycle loop: ``closed_reason`` inactive, ``ended_at`` its last activity). An inactive one
+reopens on a later event; ``first_closed_at`` keeps when it first closed.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import ClassVar
 
 import asyncpg
@@ -21,7 +27,7 @@ from projections.base import Record
 from projections.postgres.base import PostgresProjection
 from projections.postgres.session_batch import SessionBatch
 from projections.postgres.session_lineage import LINEAGE_LOCK, relink
-from projections.postgres.session_rows import LOAD_MODELS
+from projections.postgres.session_rows import CLOSE_IDLE, LOAD_MODELS
 from projections.postgres.session_schema import DDL, RECOMPUTE, TABLES, owned
 from projections.pricing import PricingTable
 from projections.registry import BuildContext, registered
@@ -68,3 +74,14 @@ class SessionTables(PostgresProjection):
         changed = (await relink(conn, sorted(batch.sessions), sorted(batch.shared_keys))
                    if batch.facts_changed or batch.lineage_hints else set())
         await conn.execute(RECOMPUTE, sorted(set(batch.sessions) | changed))
+
+    async def close_idle(self, before: datetime) -> list[str]:
+        """Close every open session whose last event is older than ``before`` (see
+        :data:`~projections.postgres.session_rows.CLOSE_IDLE`); returns their ids. A later
+        event reopens one. Takes the batches' lock, so it never interleaves with a batch.
+        Returns ``[]`` when not started; store errors are translated as a batch's are."""
+        if self.pool is None:
+            return []
+        async with self._translated(), self.pool.acquire() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LINEAGE_LOCK)
+            return [r["id"] for r in await conn.fetch(CLOSE_IDLE, before)]

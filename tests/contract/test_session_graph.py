@@ -157,7 +157,8 @@ async def test_builds_the_session_graph(graph: SessionGraph,
          "slug": "brave-fox", "working_dir": "/work/a", "project": "-work-a",
          "started_at": at(0), "last_activity_at": at(5), "status": "active"},
         {"id": "s1:a1", "source": "claude-code", "agent_id": "a1", "working_dir": "/work/a/sub",
-         "started_at": at(4), "last_activity_at": at(6), "ended_at": at(6), "status": "closed"},
+         "started_at": at(4), "last_activity_at": at(6), "ended_at": at(6), "status": "closed",
+         "closed_reason": "removed", "first_closed_at": at(6)},
     ]
     assert session_node_id("s1", "a1") == "s1:a1"
     assert await rels(neo4j_driver, "HAS_SESSION") == [("-work-a", "s1", {})]
