@@ -18,10 +18,12 @@ test: setup
 setup: system venv
 
 # Prometheus (a real scraper for the metrics tests) comes from Debian; Java 17 and Maven are
-# needed for Kafka and Neo4j (their jars come from Maven Central on first start).
+# needed for Kafka and Neo4j (their jars come from Maven Central on first start); Go builds
+# Jaeger (the trace tests' OTLP receiver) from the Go module proxy on first start.
 system:
 	@command -v java >/dev/null || { echo "error: Kafka and Neo4j need Java 17+ (apt-get install openjdk-17-jre-headless)"; exit 1; }
 	@command -v mvn >/dev/null || { echo "error: Maven fetches the Kafka and Neo4j jars (apt-get install maven)"; exit 1; }
+	@command -v go >/dev/null || [ -x /usr/local/go/bin/go ] || { echo "error: the trace tests build Jaeger with Go 1.24+ (https://go.dev/dl/)"; exit 1; }
 	@if ! command -v prometheus >/dev/null && [ ! -x /usr/bin/prometheus ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing prometheus (Debian package)"; \

@@ -11,9 +11,11 @@ import sys
 
 from app import (
     demo_commands,
+    redrive_commands,
     stack_commands,
     store_commands,
     topic_commands,
+    trace_commands,
     worker_commands,
 )
 from app.cli_base import cli
@@ -21,7 +23,7 @@ from app.cli_base import cli
 __all__ = ["cli", "main"]
 
 COMMAND_MODULES = (stack_commands, topic_commands, worker_commands, demo_commands,
-                   store_commands)
+                   store_commands, redrive_commands, trace_commands)
 
 
 def main() -> None:

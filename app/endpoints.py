@@ -24,7 +24,8 @@ from streams.settings import Settings, bootstrap_of
 from streams.stack import Stack
 from streams.stack.embedded import choose_embedded_broker
 
-__all__ = ["Endpoints", "remember_log", "remembered_log", "resolve_endpoints"]
+__all__ = ["Endpoints", "inspect_endpoints", "remember_log", "remembered_log",
+           "resolve_endpoints"]
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,31 @@ def resolve_endpoints(settings: Settings, sources: tuple[Path, ...] | list[Path]
         log_identity=log,
         fresh_log=broker is not None and log != remembered_log(settings),
     )
+
+
+def inspect_endpoints(settings: Settings) -> tuple[Endpoints, list[str]]:
+    """The endpoints a check looks at, starting nothing: the configured ones, else the local
+    stack's running servers. Also returns what is neither configured nor running (a broker,
+    Postgres), in words; those endpoints are left empty."""
+    stack = Stack(settings)
+    missing = []
+    broker = settings.broker_url or stack.endpoint(choose_embedded_broker(settings)[0])
+    if not broker:
+        missing.append("broker: not configured (SESSIONSTREAM_BROKER_URL) and the embedded one "
+                       "is not running")
+    dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
+           else stack.endpoint("postgres"))
+    if not dsn:
+        missing.append("postgres: not configured (SESSIONSTREAM_POSTGRES_DSN) and the embedded "
+                       "one is not running")
+    endpoints = Endpoints(
+        broker_url=broker or "", postgres_dsn=dsn or "",
+        neo4j_uri=settings.neo4j_uri or stack.endpoint("neo4j"),
+        neo4j_user=settings.neo4j_user if settings.neo4j_password else None,
+        neo4j_password=(settings.neo4j_password.get_secret_value()
+                        if settings.neo4j_password else None),
+        otlp_endpoint=settings.otlp_endpoint)
+    return endpoints, missing
 
 
 def _marker(settings: Settings) -> Path:

@@ -33,11 +33,15 @@ from agents import filter_events, parse_lines
 from agents.summarize_runner import SummarizeRunner
 from app.catch_up import wait_caught_up
 from app.endpoints import Endpoints
+from app.groups import APP_ID, FILTER_GROUP, PARSE_GROUP
+from app.health import health_answer
+from app.lifecycle import close_idle_sessions, closers_of, run_lifecycle
 from app.projection_set import build_projections
 from app.sources import build_producers
 from projections.otel.export import start_metrics
 from projections.otel.mcp_telemetry_metrics import TelemetryMetrics
 from projections.otel.metrics import SessionMetrics
+from projections.otel.session_traces import SessionTraces, span_exporter, traces_url
 from projections.pricing import PricingTable
 from projections.runner import ProjectionRunner
 from schemas.file_changes import FileChanged
@@ -46,21 +50,24 @@ from streams.app import create_app
 from streams.batches import BatchSender
 from streams.codecs import encode, encode_file_change, encode_key
 from streams.kafka_backoff import RETRY_BACKOFF_MS
-from streams.lag import end_offsets, lag_to
+from streams.lag import end_offsets, lag_to, topic_ends
 from streams.producers.http_api import bind_api, serve_api
 from streams.producers.mcp_telemetry_poller import TelemetryPoller
 from streams.runtime import PRODUCER_BATCH_BYTES, ConsumerRuntime
 from streams.settings import Settings
 from streams.stage import Stage
-from streams.topics import FILE_CHANGES, FILTERED, SESSION_EVENTS, TELEMETRY_POLLED
+from streams.topics import (
+    CATALOGUE,
+    FILE_CHANGES,
+    FILTERED,
+    SESSION_EVENTS,
+    TELEMETRY_POLLED,
+)
 
 __all__ = ["APP_ID", "Pipeline"]
 
 logger = logging.getLogger(__name__)
 
-APP_ID = "sessionstream"
-PARSE_GROUP = "sessionstream.parse_lines"
-FILTER_GROUP = "sessionstream.filter_events"
 
 Report = Callable[[str], None]
 
@@ -85,7 +92,8 @@ class Pipeline:
         # before anything else starts. Backfill records into a provider nobody reads.
         self.exporter = (None if backfill or helper else
                          start_metrics(settings.metrics_port, endpoints.otlp_endpoint,
-                                       settings.metrics_host))
+                                       settings.metrics_host,
+                                       otlp_headers=settings.otlp_headers))
         # The publish API (run only) binds now too: a taken port fails before anything starts.
         self.api_socket = (bind_api(settings.api_host, settings.api_port)
                            if settings.api_port and not backfill and not helper else None)
@@ -137,6 +145,10 @@ class Pipeline:
             app.task(self._task_for(runner))
         if self.exporter is not None:
             app.task(self._run_metrics)
+        if self.exporter is not None and self.endpoints.otlp_endpoint:
+            app.task(self._run_traces)  # `run` only, with an OTLP endpoint
+        if not self.backfill and not self.helper:
+            app.task(self._run_lifecycle)
         if self.poller is not None:
             app.task(self._run_telemetry)
         if self.api_socket is not None:
@@ -208,7 +220,8 @@ class Pipeline:
         assert self.api_socket is not None
         token = self.settings.api_token
         await serve_api(self.api_socket, self.endpoints.bootstrap,
-                        token.get_secret_value() if token else None, report=self.report)
+                        token.get_secret_value() if token else None, report=self.report,
+                        health=health_answer(self.settings, self.endpoints))
 
     async def _run_telemetry(self) -> None:
         """The MCP poller with its own producer, and the telemetry metrics' refresh loop."""
@@ -236,9 +249,34 @@ class Pipeline:
         if self.exporter.otlp_endpoint:
             self.report(f"otlp:     {self.exporter.otlp_endpoint}")
         try:
-            await self.metrics.run(self._stop, self.endpoints.postgres_dsn, lags=self._lags)
+            await self.metrics.run(self._stop, self.endpoints.postgres_dsn, lags=self._lags,
+                                   dead_letters=self._dead_letters)
         finally:
             self.exporter.shutdown()
+
+    async def _run_lifecycle(self) -> None:
+        """Close sessions idle past the inactivity timeout in every store, while caught up."""
+        await run_lifecycle(self._stop, closers_of(r.projection for r in self.projections),
+                            self.settings.inactivity_timeout_s, self._caught_up,
+                            interval_s=min(10.0, self.settings.inactivity_timeout_s / 2))
+
+    async def _caught_up(self) -> bool:
+        """Whether the parse stage and every projection have reached their topics' ends."""
+        bootstrap = self.endpoints.bootstrap
+        pending = await lag_to(bootstrap, self.parse.group_id, FILE_CHANGES.name,
+                               await end_offsets(bootstrap, FILE_CHANGES.name))
+        for runner in self.projections:
+            pending += await lag_to(bootstrap, runner.group_id, runner.topic,
+                                    await end_offsets(bootstrap, runner.topic))
+        return pending == 0
+
+    async def _run_traces(self) -> None:
+        """Export the trace of every ended session (see :mod:`projections.otel.session_traces`)."""
+        assert self.endpoints.otlp_endpoint
+        traces = SessionTraces(span_exporter(self.endpoints.otlp_endpoint,
+                                             self.settings.otlp_headers))
+        self.report(f"traces:   {traces_url(self.endpoints.otlp_endpoint)}")
+        await traces.run(self._stop, self.endpoints.postgres_dsn)
 
     async def _lags(self) -> dict[str, int]:
         """Per projection: records of its topic not applied yet (for the lag gauge)."""
@@ -246,6 +284,13 @@ class Pipeline:
         return {r.projection.name: await lag_to(self.endpoints.bootstrap, r.group_id, r.topic,
                                                 await self.targets(r, targets))
                 for r in self.projections}
+
+    async def _dead_letters(self) -> dict[str, int]:
+        """Per dead-letter topic of the catalogue: its records (end offsets; 0 before the topic
+        exists). End offsets only grow, so the counter survives restarts."""
+        ends = await topic_ends(self.endpoints.bootstrap,
+                                [spec.dlq for spec in CATALOGUE.values()])
+        return {topic: sum(offsets.values()) for topic, offsets in ends.items()}
 
     async def targets(self, runner: ProjectionRunner, events: dict[int, int]) -> dict[int, int]:
         """What ``runner`` must reach: ``events`` on the events topic, else its topic's end."""
@@ -262,5 +307,9 @@ class Pipeline:
         self.report(f"published {published} lines from {roots} root(s); "
                     "waiting for the agents and projections to catch up...")
         await wait_caught_up(self)
-        self.report("caught up")
+        closed = await close_idle_sessions(
+            closers_of(r.projection for r in self.projections),
+            self.settings.inactivity_timeout_s)
+        self.report("caught up" + (f"; closed {max(closed.values())} idle session(s)"
+                                   if closed and max(closed.values()) else ""))
         os.kill(os.getpid(), signal.SIGTERM)  # the same clean stop as Ctrl-C

@@ -22,9 +22,11 @@ def stack() -> None:
 
     \b
     Servers: kafka (Apache Kafka 4.1, KRaft), tansu (embedded Kafka-compatible broker),
-    postgres (embedded PostgreSQL), neo4j (Neo4j 5.26 community, Bolt), prometheus.
+    postgres (embedded PostgreSQL), neo4j (Neo4j 5.26 community, Bolt), prometheus,
+    jaeger (an OTLP trace receiver with a query API, built with Go on first use).
     Data, logs and pids live under $SESSIONSTREAM_STATE_DIR/stack/<server>/; jars are cached
-    under $SESSIONSTREAM_CACHE_DIR/jars/ after the first download from Maven Central.
+    under $SESSIONSTREAM_CACHE_DIR/jars/ after the first download from Maven Central, the
+    Jaeger binary under $SESSIONSTREAM_CACHE_DIR/bin/.
     """
 
 

@@ -5,14 +5,16 @@ Projections report the positions their *stores* hold (the truth they resume from
 works with no worker running; agents report their consumer group's committed offsets. The end
 offsets and dead-letter counts need the broker: when it is not reachable, those columns are
 left empty and the reason is printed. Dead letters are counted per consumer by reading the
-dead-letter topics (they are small by design: each record is a failure someone should read).
+dead-letter topics (they are small by design: each record is a failure someone should read),
+and broken down per topic, consumer and reason (:func:`streams.redrive.reason_of`: the error
+type and the head of the error, without file and line) in :class:`DeadLetterRow`.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from aiokafka.errors import KafkaError
 
@@ -22,13 +24,14 @@ from app.pipeline import FILTER_GROUP, PARSE_GROUP
 from app.projection_set import build_projections
 from streams.errors import SessionStreamError
 from streams.lag import committed_offsets, end_offsets
+from streams.redrive import reason_of
 from streams.settings import Settings
 from streams.stack import Stack
 from streams.stack.embedded import choose_embedded_broker
 from streams.tail import tail
 from streams.topics import FILE_CHANGES, SESSION_EVENTS
 
-__all__ = ["StatusRow", "collect_status"]
+__all__ = ["DeadLetterRow", "StatusReport", "StatusRow", "collect_report", "collect_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +63,52 @@ class StatusRow:
         return f"{text}  {self.note}" if self.note else text
 
 
+@dataclass
+class DeadLetterRow:
+    """Dead letters of one dead-letter topic, consumer and reason."""
+
+    topic: str
+    consumer: str
+    reason: str
+    count: int = 0
+    last_failed_at: str = ""
+    max_attempts: int = 1
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+    def line(self) -> str:
+        return (f"{self.topic:<30} {self.consumer:<26} {self.count:>6} "
+                f"{self.last_failed_at[:19]:<19} {self.max_attempts:>8}  {self.reason}")
+
+
+@dataclass
+class StatusReport:
+    """Everything ``status`` prints: a row per consumer, and the dead letters per reason."""
+
+    rows: list[StatusRow]
+    dead_letters: list[DeadLetterRow] = field(default_factory=list)
+
+
+def _count_dead(rows: dict[tuple[str, str, str], DeadLetterRow], topic: str,
+                record: dict[str, object]) -> None:
+    consumer = str(record.get("consumer"))
+    reason = reason_of(str(record.get("error_type", "")), str(record.get("error", "")))
+    row = rows.setdefault((topic, consumer, reason), DeadLetterRow(topic, consumer, reason))
+    row.count += 1
+    failed = str(record.get("failed_at") or "")
+    row.last_failed_at = max(row.last_failed_at, failed)
+    attempts = record.get("attempts", 1)
+    row.max_attempts = max(row.max_attempts, attempts if isinstance(attempts, int) else 1)
+
+
 async def collect_status(settings: Settings) -> list[StatusRow]:
     """Status rows for the agents and every projection the settings enable."""
+    return (await collect_report(settings)).rows
+
+
+async def collect_report(settings: Settings) -> StatusReport:
+    """:class:`StatusReport` for the agents and every projection the settings enable."""
     stack = Stack(settings)
     dsn = (settings.postgres_dsn.get_secret_value() if settings.postgres_dsn
            else stack.up(["postgres"], report=lambda _: None)["postgres"])
@@ -76,6 +123,7 @@ async def collect_status(settings: Settings) -> list[StatusRow]:
     bootstrap = endpoints.bootstrap if broker else None
     ends: dict[str, int | None] = {}
     dead: Counter[str] = Counter()
+    reasons: dict[tuple[str, str, str], DeadLetterRow] = {}
     note = ""
     if bootstrap:
         try:
@@ -84,6 +132,7 @@ async def collect_status(settings: Settings) -> list[StatusRow]:
                 async for record in tail(bootstrap, spec.dlq, from_beginning=True, follow=False,
                                          idle_s=0.5):
                     dead[str(record.get("consumer"))] += 1
+                    _count_dead(reasons, spec.dlq, record)
         except (OSError, SessionStreamError, KafkaError) as exc:
             note = f"broker unreachable: {exc}"
             bootstrap = None
@@ -117,4 +166,5 @@ async def collect_status(settings: Settings) -> list[StatusRow]:
         rows.append(StatusRow(name, projection.source.name, position,
                               ends.get(projection.source.name),
                               dead.get(name, 0) if bootstrap else None, note))
-    return rows
+    by_count = sorted(reasons.values(), key=lambda r: (r.topic, r.consumer, -r.count, r.reason))
+    return StatusReport(rows, by_count)

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sys
 
 import click
 
 from app.cli_base import cli, fails_cleanly, settings_of
-from app.endpoints import resolve_endpoints
+from app.endpoints import inspect_endpoints, resolve_endpoints
+from app.health import check_health
 from app.projection_set import build_projections, resolve_name
 from app.replay import replay as replay_projection
-from app.status import collect_status
+from app.status import collect_report
 from projections.postgres.usage import GROUPINGS, usage_rows
+from streams.settings import Settings
 from streams.stack import Stack
 
 __all__ = ["replay", "status", "usage"]
@@ -44,25 +47,59 @@ def replay(ctx: click.Context, projection: str, force: bool) -> None:
 
 
 @cli.command()
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per projection.")
+@click.option("--json", "as_json", is_flag=True,
+              help="One JSON object per projection and agent; its dead letters per reason "
+                   'are under "dead_letter_reasons".')
+@click.option("--check", is_flag=True,
+              help="Instead: the deep health check (broker, every store, lag over "
+                   "SESSIONSTREAM_HEALTH_MAX_LAG, dead letters), the same as the worker's "
+                   "GET /api/v1/health; exit 0 when healthy, 1 when not.")
 @click.pass_context
 @fails_cleanly
-def status(ctx: click.Context, as_json: bool) -> None:
-    """Per projection and agent: position, lag and dead letters.
+def status(ctx: click.Context, as_json: bool, check: bool) -> None:
+    """Per projection and agent: position, lag and dead letters; then the dead letters per
+    topic, consumer and reason (count, last failure, most attempts).
 
     Reads the stores' own positions (so it works whether or not `run` is running) and, when
-    the broker is reachable, the topics' end offsets and dead-letter counts.
+    the broker is reachable, the topics' end offsets and dead-letter topics. Re-send dead
+    letters after a fix with `sessionstream redrive TOPIC.dlq`.
     """
     settings = settings_of(ctx)
-    rows = asyncio.run(collect_status(settings))
+    if check:
+        _check(settings, as_json)
+        return
+    report = asyncio.run(collect_report(settings))
     if as_json:
-        for row in rows:
-            click.echo(json.dumps(row.as_dict()))
+        for row in report.rows:
+            reasons = [d.as_dict() for d in report.dead_letters if d.consumer == row.consumer]
+            click.echo(json.dumps({**row.as_dict(), "dead_letter_reasons": reasons}))
         return
     click.echo(f"{'consumer':<26} {'topic':<26} {'position':>10} {'end':>10} {'lag':>8} "
                f"{'dead letters':>12}")
-    for row in rows:
+    for row in report.rows:
         click.echo(row.line())
+    if report.dead_letters:
+        click.echo(f"\ndead letters\n{'topic':<30} {'consumer':<26} {'count':>6} "
+                   f"{'last failed_at':<19} {'attempts':>8}  reason")
+        for dead in report.dead_letters:
+            click.echo(dead.line())
+
+
+def _check(settings: Settings, as_json: bool) -> None:
+    """``status --check``: print the health report; exit 1 unless healthy."""
+    endpoints, missing = inspect_endpoints(settings)
+    if missing:
+        for line in missing:
+            click.echo(f"{line}: UNHEALTHY", err=not as_json)
+        sys.exit(1)
+    health = asyncio.run(check_health(settings, endpoints))
+    if as_json:
+        click.echo(json.dumps(health.as_dict()))
+    else:
+        for line in health.lines():
+            click.echo(line)
+    if not health.healthy:
+        sys.exit(1)
 
 
 @cli.command()

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
@@ -24,6 +25,8 @@ from app.pipeline import Pipeline
 from app.sources import PRODUCERS
 from streams.admin import ensure_topics
 from streams.errors import ConfigError
+from streams.periods import PERIOD_SYNTAX, parse_since, parse_until
+from streams.producers.window import Window
 from streams.settings import Settings
 from streams.stack.embedded import KEEPS
 
@@ -31,10 +34,12 @@ __all__ = ["backfill", "run", "start_worker"]
 
 
 def start_worker(settings: Settings, endpoints: Endpoints, backfill: bool,
-                  helper: bool = False) -> None:
+                  helper: bool = False, window: Window | None = None) -> None:
     asyncio.run(ensure_topics(endpoints.bootstrap))
     report = _quiet if helper else click.echo
     pipeline = Pipeline(settings, endpoints, backfill=backfill, report=report, helper=helper)
+    for producer in pipeline.producers if window is not None else ():
+        producer.limit_to(window, report)  # skipped sessions are reported, never dropped silently
     if not helper:
         kept = (f" (embedded {endpoints.embedded_broker}: "
                 f"{KEEPS[endpoints.embedded_broker]})" if endpoints.embedded_broker else "")
@@ -161,15 +166,43 @@ _workers = click.option(
          "Java).")
 
 
+def _period(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            parse_since(value, datetime.now(UTC))
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+    return value
+
+
+_since = click.option(
+    "--since", metavar="WHEN", callback=_period,
+    help="Read only sessions active since WHEN (default: SESSIONSTREAM_SINCE, else "
+         f"everything): {PERIOD_SYNTAX}. A session whose files were all last modified before "
+         "WHEN is skipped whole and reported, not checkpointed: it is read in full once "
+         "written to again. Files already read go on. Examples: --since 30d, --since 12h, "
+         "--since 2026-11-01.")
+
+
+def _window(settings: Settings, since: str | None, until: str | None = None) -> Window:
+    """The reading window of ``--since``/``--until`` (``--since`` over SESSIONSTREAM_SINCE)."""
+    now, text = datetime.now(UTC), since or settings.since
+    return Window(since=parse_since(text, now) if text else None,
+                  until=parse_until(until, now) if until else None,
+                  since_label=f"--since {since}" if since else f"SESSIONSTREAM_SINCE={text}",
+                  until_label=f"--until {until}")
+
+
 @cli.command()
 @_sources
 @_workers
+@_since
 @click.option("--helper", is_flag=True, hidden=True,
               help="Consume only (started by another worker's --workers).")
 @click.pass_context
 @fails_cleanly
 def run(ctx: click.Context, sources: tuple[Path, ...], workers: int | None,
-        helper: bool) -> None:
+        since: str | None, helper: bool) -> None:
     """Run the main job until Ctrl-C: watch session files, parse, project.
 
     With no broker or database configured it runs on the embedded default, started if needed
@@ -180,10 +213,17 @@ def run(ctx: click.Context, sources: tuple[Path, ...], workers: int | None,
     the `sessions`, `messages`, `tool_calls`, `files_touched` and `usage` tables within
     seconds; see them with `sessionstream usage`, `sessionstream status`, any Postgres client
     on the printed DSN, and the metrics on http://127.0.0.1:9464/metrics.
+
+    \b
+    A new install reads only the last period, if one is given:
+      sessionstream run --since 30d           sessions active in the last 30 days
+      SESSIONSTREAM_SINCE=2w sessionstream run
+    Files already read (checkpointed) always go on; new sessions are always read.
     """
     settings = _with_workers(settings_of(ctx), workers)
     endpoints = resolve_endpoints(settings, sources, _quiet if helper else click.echo)
-    start_worker(settings, endpoints, backfill=False, helper=helper)
+    start_worker(settings, endpoints, backfill=False, helper=helper,
+                 window=_window(settings, since))
 
 
 def _backfill_help() -> str:
@@ -198,18 +238,29 @@ def _backfill_help() -> str:
         "  sessionstream backfill                                  your own sessions\n"
         "  sessionstream demo                                      the bundled samples\n"
         f"{examples}"
-        "  sessionstream backfill --workers 2                      two processes, two cores\n")
+        "  sessionstream backfill --workers 2                      two processes, two cores\n"
+        "  sessionstream backfill --since 30d                      sessions of the last 30 days\n"
+        "  sessionstream backfill --since 2026-11-01 --until 2026-11-30   November's sessions\n"
+        "\n\b\nWhole sessions are kept or skipped, with their sub-agent files: --since skips a "
+        "session\nlast modified before it, --until one whose first line is dated after it.\n"
+        "What is skipped is reported (files, MB, the bound).\n")
 
 
 @cli.command(help=_backfill_help())
 @_sources
 @_workers
+@_since
+@click.option("--until", metavar="WHEN", callback=_period,
+              help=f"Skip sessions whose first activity is after WHEN: {PERIOD_SYNTAX}; a bare "
+                   "date includes that day. Example: --until 2026-11-30.")
 @click.pass_context
 @fails_cleanly
-def backfill(ctx: click.Context, sources: tuple[Path, ...], workers: int | None) -> None:
+def backfill(ctx: click.Context, sources: tuple[Path, ...], workers: int | None,
+             since: str | None, until: str | None) -> None:
     """See :func:`_backfill_help` (its examples come from the sources registry)."""
     settings = _with_workers(settings_of(ctx), workers)
-    start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=True)
+    start_worker(settings, resolve_endpoints(settings, sources, click.echo), backfill=True,
+                 window=_window(settings, since, until))
 
 
 def _with_workers(settings: Settings, workers: int | None) -> Settings:

@@ -123,8 +123,9 @@ def decode_shared(schema: object, raw: bytes | None, what: str = "value") -> Any
 
 
 def dead_letter(consumer: str, exc: Exception, topic: str, partition: int, offset: int,
-                key: bytes | None, value: bytes | None) -> bytes:
-    """The dead-letter record for a record ``consumer`` gave up on because of ``exc``."""
+                key: bytes | None, value: bytes | None, attempts: int = 1) -> bytes:
+    """The dead-letter record for a record ``consumer`` gave up on because of ``exc``, on its
+    ``attempts``-th delivery (1 unless the record was re-sent by redrive)."""
     def text(raw: bytes | None, cut: bool = False) -> str:
         if raw is None:
             return ""
@@ -141,5 +142,5 @@ def dead_letter(consumer: str, exc: Exception, topic: str, partition: int, offse
         key=text(key) if key is not None else None,
         value=text(value[:MAX_DEAD_VALUE_BYTES] if value is not None else None, cut),
         value_bytes=size if value is not None else None, value_truncated=cut,
-        failed_at=datetime.now(UTC),
+        failed_at=datetime.now(UTC), attempts=max(1, attempts),
     ).model_dump_json().encode()

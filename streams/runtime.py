@@ -41,6 +41,7 @@ from aiokafka.structs import ConsumerRecord
 from streams.batches import BatchSender
 from streams.codecs import dead_letter
 from streams.kafka_backoff import RETRY_BACKOFF_MS
+from streams.redrive import ATTEMPT_HEADER
 
 __all__ = ["PRODUCER_BATCH_BYTES", "Batch", "ConsumerRuntime"]
 
@@ -166,17 +167,21 @@ class ConsumerRuntime:
 
     async def dead_letter(self, record: ConsumerRecord | None, exc: Exception, *,
                           topic: str | None = None, partition: int = 0, offset: int = 0,
-                          key: bytes | None = None, value: bytes | None = None) -> None:
+                          key: bytes | None = None, value: bytes | None = None,
+                          attempts: int = 1) -> None:
         """Queue ``record`` (or the record described by the keyword arguments) for the
-        dead-letter topic with ``exc`` as the reason; confirmed by the next :meth:`confirm`."""
+        dead-letter topic with ``exc`` as the reason; confirmed by the next :meth:`confirm`.
+        A record re-sent by redrive carries its delivery number (``sessionstream-attempt``),
+        kept as the dead letter's ``attempts``; ``attempts`` is for the keyword form."""
         if record is not None:
             topic, partition, offset = record.topic, record.partition, record.offset
             key, value = record.key, record.value
+            attempts = _attempt_of(record.headers)
         logger.warning("%s dead-letters %s[%s]@%s: %s", self.name, topic, partition, offset, exc)
         assert self.dead is not None
         self.dead_letters += 1
         await self.dead.add(key, dead_letter(self.name, exc, topic or self.topic, partition,
-                                             offset, key, value))
+                                             offset, key, value, attempts))
 
     async def confirm(self) -> dict[int, int]:
         """Send what is queued and return once the broker acknowledged every output and dead
@@ -196,3 +201,14 @@ class ConsumerRuntime:
                         {f"{tp.topic}[{tp.partition}]": end for tp, end in ends.items()}, exc)
             return False
         return True
+
+
+def _attempt_of(headers: object) -> int:
+    """The ``sessionstream-attempt`` header of a record as an int; 1 when absent or garbled."""
+    for name, value in headers or ():  # type: ignore[attr-defined]
+        if name == ATTEMPT_HEADER:
+            try:
+                return max(1, int(bytes(value or b"").decode("ascii")))
+            except (UnicodeDecodeError, ValueError):
+                return 1
+    return 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -21,6 +22,7 @@ from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_va
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from streams.errors import ConfigError
+from streams.periods import parse_since
 
 __all__ = [
     "Settings", "StackSettings", "bootstrap_of", "default_state_dir", "load_settings",
@@ -66,6 +68,8 @@ class StackSettings(BaseSettings):
     postgres_port: Port | None = None
     neo4j_bolt_port: Port | None = None
     prometheus_port: Port | None = None
+    jaeger_otlp_port: Port | None = None
+    jaeger_query_port: Port | None = None
     startup_timeout_s: float = Field(default=180.0, gt=0)
     java: str = "java"
     postgres_os_user: str = Field(
@@ -212,6 +216,14 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected kind=mode pairs, got {', '.join(bad)}")
             return {k.strip(): v.strip() for k, v in (p.split("=", 1) for p in pairs)}
         return value
+
+    @field_validator("since")
+    @classmethod
+    def _check_since(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parse_since(value, datetime.now(UTC))  # a ValueError names what is accepted
+        return value.strip()
 
     @field_validator("broker_url")
     @classmethod

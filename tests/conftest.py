@@ -26,7 +26,7 @@ from streams.settings import Settings
 from streams.stack import Stack
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_SERVERS = ["kafka", "tansu", "postgres", "neo4j", "prometheus"]
+TEST_SERVERS = ["kafka", "tansu", "postgres", "neo4j", "prometheus", "jaeger"]
 
 
 def scratch_root() -> Path:

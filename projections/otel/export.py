@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from urllib.parse import urlsplit
@@ -84,12 +85,14 @@ class MetricsExport:
 
 
 def start_metrics(metrics_port: int, otlp_endpoint: str | None, host: str = "127.0.0.1", *,
-                  export_interval_s: float = 15.0, otlp_timeout_s: float = 5.0) -> MetricsExport:
+                  export_interval_s: float = 15.0, otlp_timeout_s: float = 5.0,
+                  otlp_headers: Mapping[str, str] | None = None) -> MetricsExport:
     """Serve ``http://host:metrics_port/metrics`` and, if ``otlp_endpoint`` is set, push there.
 
     ``metrics_port=0`` turns the Prometheus endpoint off (``SESSIONSTREAM_METRICS_PORT=0``).
     ``otlp_endpoint`` is the OTLP/HTTP base URL (``http://host:4318``; ``/v1/metrics`` is
-    appended unless already there); an unreachable collector only logs at export time. Raises
+    appended unless already there), sent with ``otlp_headers`` (``SESSIONSTREAM_OTLP_HEADERS``,
+    for hosted backends); an unreachable collector only logs at export time. Raises
     :class:`~streams.errors.ConfigError` naming ``SESSIONSTREAM_METRICS_PORT`` when the port
     cannot be bound (already in use, or not allowed).
     """
@@ -101,6 +104,7 @@ def start_metrics(metrics_port: int, otlp_endpoint: str | None, host: str = "127
     endpoint = _metrics_url(otlp_endpoint) if otlp_endpoint else None
     if endpoint is not None:
         exporter = OTLPMetricExporter(endpoint=endpoint, timeout=otlp_timeout_s,
+                                      headers=dict(otlp_headers or {}),
                                       preferred_temporality=_CUMULATIVE)
         readers.append(PeriodicExportingMetricReader(
             exporter, export_interval_millis=export_interval_s * 1000,

@@ -1,10 +1,11 @@
 """``SessionMetrics``: OTel instruments whose totals are *derived* from the stores, never counted.
 
 Nothing here increments a counter as events pass. Every monotonic total (sessions started and
-closed, tool calls, tokens, cost, events processed) is re-read by :meth:`SessionMetrics.refresh`
-from the tables the projections keep exactly-once (``sessions``, ``tool_calls``, ``usage_facts``
-without the prefixes sessions copied from their origin, see :mod:`projections.lineage`;
-``projection_offsets``): a handful of ``GROUP BY`` queries in one read-only snapshot. The
+closed at least once, files touched, tool calls, tokens, cost, events processed) is re-read by
+:meth:`SessionMetrics.refresh` from the tables the projections keep exactly-once (``sessions``,
+``tool_calls``, ``usage_facts`` without the prefixes sessions copied from their origin, see
+:mod:`projections.lineage`; ``projection_offsets``): a handful of ``GROUP BY`` queries in one
+read-only snapshot, which also reads the active sessions and the database's size (gauges). The
 observable instruments report the last snapshot. A worker restarted after a crash (``SIGKILL``
 mid-ingest included) therefore exports the same totals as one that never stopped: what is
 exported is a function of committed state, not of how often an event was seen. Until the first
@@ -22,8 +23,12 @@ because a pending call later becomes ok and a counter must not go down. Events p
 (projection, topic) is the sum of the next offsets the projection has committed, dead-lettered
 records included.
 
-Process-local instruments (they restart with the process, as latencies do): the write-duration
-histogram fed by the runner's ``on_applied`` callback, and the lag gauge set by the worker.
+Dead letters per topic (``sessionstream.dead_letters``) are derived too, from the broker: the
+end offsets of each ``<topic>.dlq``, which only grow, so a restart reports the same totals; the
+worker passes their reader to :meth:`SessionMetrics.run` (nothing is reported before the first
+read). Process-local instruments (they restart with the process, as latencies do): the
+write-duration histogram fed by the runner's ``on_applied`` callback, and the lag gauge set by
+the worker.
 Callbacks never do I/O and may run on the exporter's threads; they read the snapshot, which
 :meth:`refresh` replaces in a single assignment.
 """
@@ -67,9 +72,16 @@ _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, Projection
 _LAG_ERRORS = (OSError, KafkaError)
 
 LagReader = Callable[[], Awaitable[Mapping[str, int]]]
+DeadLetterReader = Callable[[], Awaitable[Mapping[str, int]]]  # {dead-letter topic: records}
 Points = Callable[[MetricsSnapshot], list[Observation]]
 
-SESSIONS_SQL = "SELECT source, status, count(*) AS n FROM sessions GROUP BY source, status"
+# A session closed now has closed at least once; one active again counts by first_closed_at.
+SESSIONS_SQL = """
+SELECT source, status, count(*) AS n,
+       count(*) FILTER (WHERE status <> 'closed' AND first_closed_at IS NOT NULL) AS reopened,
+       coalesce(sum(files_touched), 0) AS files
+FROM sessions GROUP BY source, status"""
+DATABASE_SIZE_SQL = "SELECT pg_database_size(current_database())"
 TOOL_CALLS_SQL = """
 SELECT name, CASE WHEN is_error IS NULL THEN 'pending' WHEN is_error THEN 'error' ELSE 'ok' END
        AS outcome, count(*) AS n
@@ -117,6 +129,12 @@ async def read_snapshot(conn: asyncpg.Connection,
         tools = await conn.fetch(TOOL_CALLS_SQL)
         usage = await conn.fetch(USAGE_SQL)
         offsets = await conn.fetch(OFFSETS_SQL)
+        database_bytes = await conn.fetchval(DATABASE_SIZE_SQL)
+    reopened: dict[str, int] = defaultdict(int)
+    files: dict[str, int] = defaultdict(int)
+    for row in sessions:
+        reopened[row["source"]] += int(row["reopened"])
+        files[row["source"]] += int(row["files"])
     tokens: dict[tuple[str, str, str], int] = defaultdict(int)
     cost: dict[tuple[str, str], float] = defaultdict(float)
     for row in usage:
@@ -134,6 +152,7 @@ async def read_snapshot(conn: asyncpg.Connection,
         sessions={(r["source"], r["status"]): r["n"] for r in sessions},
         tool_calls={(r["name"], r["outcome"]): r["n"] for r in tools},
         tokens=dict(tokens), cost_usd=dict(cost), events_processed=processed,
+        reopened=dict(reopened), files_touched=dict(files), database_bytes=int(database_bytes),
     )
 
 
@@ -149,12 +168,17 @@ class SessionMetrics:
         self.projections = list(projections)
         self.snapshot: MetricsSnapshot | None = None
         self._lag: dict[str, int] = {}
+        self._dead_letters: dict[str, int] | None = None  # None until the first read
         meter = meter_provider.get_meter("sessionstream")
         counter = meter.create_observable_counter
         counter("sessionstream.sessions.started", [self._observe(points.started)], "{session}",
                 "Sessions seen, by source.")
         counter("sessionstream.sessions.closed", [self._observe(points.closed)], "{session}",
-                "Sessions whose file was removed (status closed), by source.")
+                "Sessions that closed at least once (a reopened one stays counted), by source.")
+        counter("sessionstream.files.touched", [self._observe(points.files_touched)], "{file}",
+                "Distinct files touched per session, summed by source.")
+        counter("sessionstream.dead_letters", [self._dead_letter_points], "{record}",
+                "Records on each dead-letter topic (its end offsets).")
         counter("sessionstream.events.processed", [self._observe(points.processed)], "{event}",
                 "Records a projection has committed, by projection and topic.")
         counter("sessionstream.tool.calls", [self._observe(points.tool_calls)], "{call}",
@@ -169,6 +193,10 @@ class SessionMetrics:
               "Tool calls still waiting for their result, by tool.")
         gauge("sessionstream.projection.lag", [self._lag_points], "{record}",
               "Records of its topic a projection has not applied yet.")
+        gauge("sessionstream.sessions.active", [self._observe(points.active)], "{session}",
+              "Sessions whose status is active now, by source.")
+        gauge("sessionstream.postgres.database.size", [self._observe(points.database_size)],
+              "By", "Size of the Postgres database the projections write (pg_database_size).")
         self._write = meter.create_histogram(
             "sessionstream.projection.write.duration", "s",
             "Time to apply one batch and store its position.",
@@ -195,12 +223,15 @@ class SessionMetrics:
         return snapshot
 
     async def run(self, stop: asyncio.Event, dsn: str, interval: float = 5.0, *,
-                  lags: LagReader | None = None) -> None:
+                  lags: LagReader | None = None,
+                  dead_letters: DeadLetterReader | None = None) -> None:
         """Refresh every ``interval`` seconds until ``stop`` is set; never raises for a store.
 
         Database errors are logged and retried at the next interval (the last totals stay).
         ``lags``, when given, is awaited each round too: ``{projection: records behind}`` goes
-        to :meth:`set_lag`; its broker errors (``KafkaError``, ``OSError``) are logged alike.
+        to :meth:`set_lag`; ``dead_letters`` likewise, ``{dead-letter topic: records}`` to
+        :meth:`set_dead_letters`. Their broker errors (``KafkaError``, ``OSError``) are logged
+        alike and the last values stay.
         """
         pool: asyncpg.Pool | None = None
         try:
@@ -216,6 +247,8 @@ class SessionMetrics:
                     logger.warning("metrics refresh failed, keeping the last totals: %s", exc)
                 if lags is not None:
                     await self._read_lags(lags)
+                if dead_letters is not None:
+                    await self._read_dead_letters(dead_letters)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=interval)
         finally:
@@ -229,6 +262,12 @@ class SessionMetrics:
         except _LAG_ERRORS as exc:
             logger.warning("metrics lag read failed, keeping the last lags: %s", exc)
 
+    async def _read_dead_letters(self, dead_letters: DeadLetterReader) -> None:
+        try:
+            self.set_dead_letters(await dead_letters())
+        except _LAG_ERRORS as exc:
+            logger.warning("metrics dead-letter read failed, keeping the last counts: %s", exc)
+
     def record_write(self, projection: str, applied: int, seconds: float) -> None:
         """Record one batch write; the signature of ``ProjectionRunner(on_applied=...)``.
 
@@ -239,6 +278,10 @@ class SessionMetrics:
     def set_lag(self, projection: str, lag: int) -> None:
         """Set the number of records ``projection`` is behind its topic's end."""
         self._lag = {**self._lag, projection: lag}  # copy: callbacks iterate on other threads
+
+    def set_dead_letters(self, counts: Mapping[str, int]) -> None:
+        """Set the records on each dead-letter topic (end offsets summed over partitions)."""
+        self._dead_letters = dict(counts)  # a new dict: callbacks iterate on other threads
 
     # -- callbacks: read the snapshot, no I/O ---------------------------------------------------
 
@@ -252,3 +295,7 @@ class SessionMetrics:
 
     def _lag_points(self, options: CallbackOptions) -> Iterable[Observation]:
         return points.lags(self._lag)
+
+    def _dead_letter_points(self, options: CallbackOptions) -> Iterable[Observation]:
+        counts = self._dead_letters
+        return [] if counts is None else points.dead_letters(counts)

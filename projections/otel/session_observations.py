@@ -7,21 +7,25 @@ GenAI semantic-convention attributes: ``gen_ai.operation.name=chat``, ``gen_ai.p
 ``gen_ai.token.cache`` (none|read|creation), so the sum over ``type=input`` is the semconv
 input count with cached tokens included. Tool calls with a result are points per outcome
 (ok|error, zeros included, so a counter never disappears); calls still waiting for theirs are
-the pending gauge's. No I/O: the callbacks may run on the exporter's threads.
+the pending gauge's. Sessions reopen (a closed session that gets new events is active again), so
+the closed counter counts sessions that closed at least once: those closed now plus those
+reopened since, which keeps it monotonic; the active gauge counts status ``active``. Dead letters
+per topic are the end offsets of the dead-letter topics, read from the broker beside the lags.
+No I/O: the callbacks may run on the exporter's threads.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.metrics import Observation
 
 __all__ = [
     "EMPTY", "MODEL", "OUTCOME", "PROJECTION", "PROVIDER", "SOURCE", "TOKEN_KINDS", "TOOL", "TOPIC",
-    "MetricsSnapshot", "closed", "cost", "lags", "pending", "processed", "started", "tokens",
-    "tool_calls",
+    "MetricsSnapshot", "active", "closed", "cost", "database_size", "dead_letters",
+    "files_touched", "lags", "pending", "processed", "started", "tokens", "tool_calls",
 ]
 
 PROJECTION = "sessionstream.projection"
@@ -47,6 +51,10 @@ class MetricsSnapshot:
     tokens: Mapping[tuple[str, str, str], int]  # (provider, model, TOKEN_KINDS item) -> tokens
     cost_usd: Mapping[tuple[str, str], float]  # (provider, model) -> USD
     events_processed: Mapping[tuple[str, str], int]  # (projection, topic) -> records
+    # source -> sessions not closed now that closed before (a reopened session stays counted)
+    reopened: Mapping[str, int] = field(default_factory=dict)
+    files_touched: Mapping[str, int] = field(default_factory=dict)  # source -> distinct files
+    database_bytes: int | None = None  # size of the Postgres database; None when not read
 
 
 EMPTY = MetricsSnapshot(sessions={}, tool_calls={}, tokens={}, cost_usd={}, events_processed={})
@@ -60,10 +68,31 @@ def started(snapshot: MetricsSnapshot) -> list[Observation]:
 
 
 def closed(snapshot: MetricsSnapshot) -> list[Observation]:
+    """Sessions that closed at least once: closed now, or reopened since."""
     totals: dict[str, int] = defaultdict(int)
     for (source, status), n in snapshot.sessions.items():
-        totals[source] += n if status == "closed" else 0
+        totals[source] += (n if status == "closed" else 0)
+    for source, n in snapshot.reopened.items():
+        totals[source] += n
     return [Observation(n, {SOURCE: s}) for s, n in sorted(totals.items())]
+
+
+def active(snapshot: MetricsSnapshot) -> list[Observation]:
+    """Sessions whose status is ``active`` now, by source (zeros included)."""
+    totals: dict[str, int] = defaultdict(int)
+    for (source, status), n in snapshot.sessions.items():
+        totals[source] += (n if status == "active" else 0)
+    return [Observation(n, {SOURCE: s}) for s, n in sorted(totals.items())]
+
+
+def files_touched(snapshot: MetricsSnapshot) -> list[Observation]:
+    """Distinct files touched, summed over the sessions of each source."""
+    return [Observation(n, {SOURCE: s}) for s, n in sorted(snapshot.files_touched.items())]
+
+
+def database_size(snapshot: MetricsSnapshot) -> list[Observation]:
+    """The Postgres database's size in bytes (nothing when it was not read)."""
+    return [] if snapshot.database_bytes is None else [Observation(snapshot.database_bytes)]
 
 
 def processed(snapshot: MetricsSnapshot) -> list[Observation]:
@@ -103,3 +132,8 @@ def cost(snapshot: MetricsSnapshot) -> list[Observation]:
 def lags(lag: Mapping[str, int]) -> list[Observation]:
     """The lag gauge's points: records each projection has not applied yet."""
     return [Observation(n, {PROJECTION: p}) for p, n in sorted(lag.items())]
+
+
+def dead_letters(counts: Mapping[str, int]) -> list[Observation]:
+    """The dead-letter counter's points: records on each ``<topic>.dlq`` (its end offsets)."""
+    return [Observation(n, {TOPIC: t}) for t, n in sorted(counts.items())]

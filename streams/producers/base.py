@@ -32,6 +32,7 @@ from streams.producers import tailing
 from streams.producers.checkpoints import Position, load_positions, save_positions
 from streams.producers.file_events import line_event, removed_event, snapshot_event
 from streams.producers.watching import watch
+from streams.producers.window import Window, WindowFilter
 
 __all__ = ["BATCH_SIZE", "FileProducer", "Position", "Progress", "Publish"]
 
@@ -91,6 +92,16 @@ class FileProducer:
         self._loaded = False  # positions are read from disk lazily, under the lock
         self._lock = asyncio.Lock()
         self._warned: dict[str, str] = {}  # path -> the read error last logged for it
+        self.window: WindowFilter | None = None  # see limit_to
+
+    def limit_to(self, window: Window, report: Callable[[str], None] | None = None) -> None:
+        """Read only the sessions inside ``window`` from now on; what is left out is reported
+        through ``report`` and counted in ``self.window.skipped``
+        (:mod:`~streams.producers.window`). Files already checkpointed are always read on.
+        An unbounded window removes the limit."""
+        self.window = (WindowFilter(self.source, window,
+                                    lambda path, first: self.describe(path, first)[0], report)
+                       if window.bounded else None)
 
     @classmethod
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
@@ -141,6 +152,9 @@ class FileProducer:
             if not self._loaded:
                 self._positions, self._loaded = load_positions(self.checkpoint_path), True
             paths = await asyncio.to_thread(self._discover)
+            if self.window is not None:  # sessions outside it stay unread, uncheckpointed
+                paths = await asyncio.to_thread(self.window.select, paths, self._positions)
+                self.window.report_changes()
             batch, published = _Batch(), 0
             for done, path in enumerate(paths, 1):
                 published += await self._scan_file(path, batch)

@@ -1,5 +1,9 @@
 """The worker's publish API: ``POST /api/v1/events`` and ``GET /api/v1/health`` (aiohttp).
 
+``GET /api/v1/health`` answers what the ``health`` probe given to :func:`create_api` reports
+(the worker's checks the broker, the stores and the lag: 200 healthy, 503 not), plus the
+publishable ``topics``.
+
 ``POST /api/v1/events?topic=T`` takes one event object, an array of events, or
 ``{"topic": T, "events": [...]}`` (JSON lines too), validates the whole batch against T's
 schema (:mod:`streams.producers.publish_validation`) and publishes it once per ``Idempotency-Key``
@@ -30,8 +34,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
@@ -52,7 +57,7 @@ from streams.producers.publish_validation import (
 
 __all__ = [
     "BODY_TIMEOUT_S", "EVENTS_PATH", "HEADER_TIMEOUT_S", "JSON_CONTENT_TYPES", "MAX_CONNECTIONS",
-    "ApiLimits", "bind_api", "create_api", "running_api", "serve_api",
+    "ApiLimits", "Health", "bind_api", "create_api", "running_api", "serve_api",
 ]
 
 logger = logging.getLogger(__name__)
@@ -87,10 +92,17 @@ class ApiLimits:
 _LIMITS = web.AppKey("limits", ApiLimits)
 
 
+Health = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+"""A deep health probe: ``(HTTP status, JSON body)``; the worker passes one that checks the
+broker, the stores and the lag (200 healthy, 503 not)."""
+
+
 def create_api(publisher: Publisher, token: str | None = None,
-               limits: ApiLimits | None = None) -> web.Application:
+               limits: ApiLimits | None = None, health: Health | None = None) -> web.Application:
     """The aiohttp application; ``token`` set means every POST must carry it. ``limits`` (the
-    module's defaults when None) are kept in the app for :func:`running_api`."""
+    module's defaults when None) are kept in the app for :func:`running_api`. ``health``
+    answers ``GET /api/v1/health`` (its body gains ``topics``, the publishable topics);
+    without one the answer is 200 whenever the API itself is up."""
     limits = limits or ApiLimits()
 
     async def post_events(request: web.Request) -> web.Response:
@@ -109,13 +121,16 @@ def create_api(publisher: Publisher, token: str | None = None,
             return error_response(503, str(exc), headers={"Retry-After": "1"})
         return _receipt(receipt)
 
-    async def health(request: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "topics": publishable_topics()})
+    async def get_health(request: web.Request) -> web.Response:
+        if health is None:
+            return web.json_response({"status": "ok", "topics": publishable_topics()})
+        status, body = await health()
+        return web.json_response({**body, "topics": publishable_topics()}, status=status)
 
     app = web.Application(client_max_size=MAX_BODY_BYTES)
     app[_LIMITS] = limits
     app.router.add_post(EVENTS_PATH, post_events)
-    app.router.add_get(HEALTH_PATH, health)
+    app.router.add_get(HEALTH_PATH, get_health)
     return app
 
 
@@ -163,15 +178,17 @@ async def running_api(app: web.Application, sock: socket.socket) -> AsyncIterato
 
 async def serve_api(sock: socket.socket, bootstrap: str, token: str | None,
                     report: Callable[[str], None] = print,
-                    limits: ApiLimits | None = None) -> None:
-    """Serve the API on ``sock``, publishing to ``bootstrap``, until cancelled."""
+                    limits: ApiLimits | None = None, health: Health | None = None) -> None:
+    """Serve the API on ``sock``, publishing to ``bootstrap``, until cancelled; ``health``
+    as for :func:`create_api`."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                 retry_backoff_ms=RETRY_BACKOFF_MS)
     keys = KafkaKeys(bootstrap)
     try:
         await producer.start()
         await keys.start()
-        async with running_api(create_api(Publisher(producer, keys), token, limits), sock):
+        async with running_api(create_api(Publisher(producer, keys), token, limits, health),
+                               sock):
             host, port = sock.getsockname()[:2]
             report(f"publish:  http://{host}:{port}{EVENTS_PATH}"
                    + (" (bearer token required)" if token else ""))

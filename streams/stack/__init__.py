@@ -1,9 +1,9 @@
 """The local stack: real servers on loopback without Docker, for contributors and the tests.
 
 ``Stack(settings).up()`` starts (or finds running) Apache Kafka 4.1, Tansu, PostgreSQL,
-Neo4j 5.26 and Prometheus under ``<state_dir>/stack/``, in parallel, each waiting for readiness
-with a timeout; ``down()`` stops them all; ``status()`` says what runs where. Every call is
-idempotent and works across processes: the state lives in the state dir, not in memory.
+Neo4j 5.26, Prometheus and Jaeger under ``<state_dir>/stack/``, in parallel, each waiting for
+readiness with a timeout; ``down()`` stops them all; ``status()`` says what runs where. Every
+call is idempotent and works across processes: the state lives in the state dir, not in memory.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from streams.errors import StackError
 from streams.settings import Settings
 from streams.stack.base import Server, ServerStatus
+from streams.stack.jaeger import JaegerServer
 from streams.stack.kafka import KafkaServer
 from streams.stack.neo4j import Neo4jServer
 from streams.stack.postgres import PostgresServer
@@ -28,7 +29,8 @@ logger = logging.getLogger(__name__)
 
 SERVERS: dict[str, type[Server]] = {
     cls.name: cls
-    for cls in (KafkaServer, TansuServer, PostgresServer, Neo4jServer, PrometheusServer)
+    for cls in (KafkaServer, TansuServer, PostgresServer, Neo4jServer, PrometheusServer,
+                JaegerServer)
 }
 
 Report = Callable[[str], None]

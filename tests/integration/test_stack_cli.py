@@ -64,7 +64,7 @@ def test_up_twice_status_then_down_leaves_nothing(state_dir: Path) -> None:
     table, broker = status.stdout.splitlines()[1:-1], status.stdout.splitlines()[-1]
     rows = {line.split()[0]: line.split()[1] for line in table}
     assert rows == {"kafka": "stopped", "tansu": "ready", "postgres": "ready",
-                    "neo4j": "stopped", "prometheus": "stopped"}
+                    "neo4j": "stopped", "prometheus": "stopped", "jaeger": "stopped"}
     assert broker.startswith("broker for run/backfill: embedded ")  # and what it keeps
     assert "keeps its log" in broker
     assert status.returncode == 3  # not everything is ready

@@ -3,11 +3,17 @@ healthcheck; the worker's environment builds a :class:`Settings` whose endpoints
 services on container ports they publish; Prometheus scrapes the worker's metrics port; every
 published port keeps its number on the host, and the defaults (``metrics_port``, the local
 stack's usual ports) are the ones published; the worker waits for its servers to be healthy.
+The worker is built from the Dockerfile and installs nothing when it starts; every source's
+default root is mounted read-only from a ``HOST_*`` variable; the publish API is published with
+a token and is the healthcheck; no metric reaches Prometheus twice (the collector is not
+scraped and exports no metrics to it); traces go to Jaeger; Grafana provisions the
+repository's dashboards.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +28,8 @@ pytestmark = pytest.mark.unit
 
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 WORKER = "sessionstream"
-SERVICES = ["kafka", "postgres", "neo4j", "otel-collector", "prometheus", "grafana", WORKER]
+SERVICES = ["kafka", "postgres", "neo4j", "otel-collector", "jaeger", "prometheus", "grafana",
+            WORKER]
 ENDPOINTS = ["broker_url", "postgres_dsn", "neo4j_uri", "otlp_endpoint"]
 # Compose service -> the key of its client port in the stack server's wanted_ports().
 STACK_PORT_KEYS = {"kafka": "broker", "postgres": "pg", "neo4j": "bolt", "prometheus": "http"}
@@ -153,3 +160,149 @@ def test_worker_waits_for_healthy_servers(
     assert used <= depends_on.keys(), "the worker must wait for every server it uses"
     for name, condition in depends_on.items():
         assert condition.get("condition") == "service_healthy", name
+
+
+# -- the worker's image, its folders, the API, metrics scraped once, traces, dashboards --------
+
+ROOT = COMPOSE_FILE.parent
+DOCKERFILE = ROOT / "Dockerfile"
+CONTAINER_HOME = "/root"  # HOME of python:3.11-slim's root user, who runs the worker
+COLLECTOR = "otel-collector"
+GRAFANA = "grafana"
+
+
+def split_volume(entry: str) -> tuple[str, str, str]:
+    """``(source, target, mode)`` of a short-syntax volume, colons inside ``${...}`` kept."""
+    parts, current, depth, i = [], "", 0, 0
+    while i < len(entry):
+        if entry.startswith("${", i):
+            depth, current, i = depth + 1, current + "${", i + 2
+            continue
+        char = entry[i]
+        if char == "}" and depth:
+            depth -= 1
+        if char == ":" and not depth:
+            parts.append(current)
+            current = ""
+        else:
+            current += char
+        i += 1
+    parts.append(current)
+    source, target, *mode = parts
+    return source, target, mode[0] if mode else "rw"
+
+
+def volumes(compose: Compose, name: str) -> list[tuple[str, str, str]]:
+    found = []
+    for entry in service(compose, name).get("volumes", []):
+        if isinstance(entry, dict):
+            found.append((str(entry.get("source", "")), str(entry["target"]),
+                          "ro" if entry.get("read_only") else "rw"))
+        else:
+            found.append(split_volume(str(entry)))
+    return found
+
+
+def words(value: object) -> str:
+    """A command, entrypoint or healthcheck as one string, whatever its form."""
+    return " ".join(value) if isinstance(value, list) else str(value or "")
+
+
+def collector_config(compose: Compose) -> dict[str, Any]:
+    [ref] = service(compose, COLLECTOR)["configs"]
+    return yaml.safe_load(compose["configs"][ref["source"]]["content"])
+
+
+def test_the_worker_is_built_from_the_dockerfile(compose: Compose) -> None:
+    spec = service(compose, WORKER)
+    build = spec.get("build")
+    context = build if isinstance(build, str) else (build or {}).get("context")
+    assert context in (".", "./"), f"the worker must be built from the repository: {build!r}"
+    text = DOCKERFILE.read_text()
+    assert text.splitlines()[[i for i, line in enumerate(text.splitlines())
+                              if line.startswith("FROM")][0]] == "FROM python:3.11-slim"
+    assert any(line.startswith("RUN ") and "pip install ." in line for line in text.splitlines())
+    assert "sessionstream" in words(spec.get("command")) or 'CMD ["sessionstream", "run"]' in text
+    assert (ROOT / ".dockerignore").is_file()
+    assert not any(target == "/app" for _, target, _ in volumes(compose, WORKER)), \
+        "the image holds the code: no checkout mounted over it"
+
+
+@pytest.mark.parametrize("name", [*SERVICES, "probe-tools"])
+def test_nothing_is_installed_when_a_container_starts(compose: Compose, name: str) -> None:
+    spec = service(compose, name)
+    for key in ("command", "entrypoint"):
+        assert "pip install" not in words(spec.get(key)), f"{name} {key} installs at start"
+    assert "pip install" not in words(spec.get("healthcheck", {}).get("test"))
+    if name == WORKER:
+        cmd = [line for line in DOCKERFILE.read_text().splitlines()
+               if line.startswith(("CMD", "ENTRYPOINT"))]
+        assert cmd and all("pip" not in line for line in cmd)
+
+
+def test_every_source_root_is_mounted_read_only_from_a_variable(
+    compose: Compose, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from streams.sources import producer_classes
+
+    env = {**service(compose, WORKER).get("environment", {}), "HOME": CONTAINER_HOME}
+    mounts = [(source, target, mode) for source, target, mode in volumes(compose, WORKER)
+              if target != "/var/lib/sessionstream"]
+    for producer in producer_classes():
+        roots = producer.default_roots({k: str(v) for k, v in env.items()})
+        assert roots, f"{producer.source}: no root inside the container (set its variable)"
+        for root in roots:
+            holding = [m for m in mounts if root.is_relative_to(m[1])]
+            assert holding, f"{producer.source}: {root} is not mounted"
+            source, target, mode = holding[0]
+            assert mode == "ro", f"{target} must be read-only"
+            assert re.fullmatch(r"\$\{HOST_[A-Z_]+:-.+\}", source), (
+                f"{target}: the host folder must be a ${{HOST_...:-default}} variable, "
+                f"not {source!r}")
+
+
+def test_the_publish_api_is_published_with_a_token_and_is_the_healthcheck(
+    compose: Compose, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = worker_settings(compose, monkeypatch)
+    assert settings.api_port == 8787
+    assert published_ports(service(compose, WORKER)).get(settings.api_port) == settings.api_port
+    assert settings.api_host == "0.0.0.0" and settings.api_token is not None
+    test = words(service(compose, WORKER)["healthcheck"]["test"])
+    assert "urllib" in test and f"http://127.0.0.1:{settings.api_port}/api/v1/health" in test
+
+
+def test_no_metric_is_scraped_twice(compose: Compose) -> None:
+    config = collector_config(compose)
+    assert not any(host.startswith(COLLECTOR) for host in scrape_targets(compose)), \
+        "Prometheus scrapes the collector, which holds the worker's metrics a second time"
+    exporters = config["service"]["pipelines"]["metrics"]["exporters"]
+    assert not any(e.split("/")[0] == "prometheus" for e in exporters)
+    assert not any(e.split("/")[0] == "prometheus" for e in config.get("exporters", {}))
+
+
+def test_the_collector_sends_traces_to_jaeger(compose: Compose) -> None:
+    config = collector_config(compose)
+    [exporter] = config["service"]["pipelines"]["traces"]["exporters"]
+    host, _, port = config["exporters"][exporter]["endpoint"].rpartition(":")
+    assert host.split("//")[-1] == "jaeger" and port in ("4317", "4318")
+    assert service(compose, "jaeger")["image"].startswith("jaegertracing/jaeger")
+    assert published_ports(service(compose, "jaeger")) == {16686: 16686}
+    depends = service(compose, COLLECTOR).get("depends_on", {})
+    assert depends.get("jaeger", {}).get("condition") == "service_healthy"
+
+
+def test_grafana_provisions_the_dashboards_of_the_repository(compose: Compose) -> None:
+    mounted = {target: (source, mode) for source, target, mode in volumes(compose, GRAFANA)}
+    source, mode = mounted["/etc/grafana/provisioning"]
+    provisioning = ROOT / source
+    assert mode == "ro" and (provisioning / "datasources").is_dir()
+    providers = [p for f in sorted((provisioning / "dashboards").glob("*.yaml"))
+                 for p in yaml.safe_load(f.read_text())["providers"]]
+    assert providers, "no dashboard provider"
+    for provider in providers:
+        path = provider["options"]["path"]
+        assert path in mounted, f"the provider reads {path}, which is not mounted"
+        dashboards = ROOT / mounted[path][0]
+        assert sorted(dashboards.glob("*.json")), f"no dashboard in {dashboards}"
+    assert (ROOT / mounted["/etc/grafana/dashboards"][0] / "overview.json").is_file()

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import (
     Sum,
 )
 
+from projections.otel.export import start_metrics
 from projections.otel.metrics import MetricsSnapshot, SessionMetrics, provider_of
 from tests.waiting import eventually
 
@@ -228,3 +229,40 @@ async def test_run_feeds_the_lag_gauge_and_survives_broker_errors(
     assert any("lag read failed" in r.getMessage() for r in caplog.records)
     assert _points(_collect(reader)["sessionstream.projection.lag"]) == {
         _attrs(sessionstream__projection="postgres.session_tables"): 7}
+
+
+def test_otlp_metrics_carry_the_configured_headers() -> None:
+    """SESSIONSTREAM_OTLP_HEADERS reach the OTLP backend with every metrics export (hosted
+    backends authenticate with them), on a local HTTP server that accepts OTLP/HTTP."""
+    import http.server
+    import threading
+
+    seen: list[tuple[str, dict[str, str]]] = []
+
+    class Receiver(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            seen.append((self.path, {k.lower(): v for k, v in self.headers.items()}))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        export = start_metrics(0, f"http://127.0.0.1:{server.server_address[1]}",
+                               otlp_headers={"x-api-key": "k-123", "Langsmith-Project": "p"})
+        export.meter_provider.get_meter("t").create_counter("c").add(1)
+        export.meter_provider.force_flush()
+        export.shutdown()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seen, "nothing exported"
+    path, headers = seen[0]
+    assert path == "/v1/metrics"
+    assert headers["x-api-key"] == "k-123" and headers["langsmith-project"] == "p"

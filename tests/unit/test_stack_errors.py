@@ -48,4 +48,4 @@ def test_unknown_server_is_refused(tmp_path: Path) -> None:
 
 def test_status_of_a_never_started_stack_is_all_stopped(tmp_path: Path) -> None:
     statuses = Stack(Settings(state_dir=tmp_path)).status()
-    assert [s.running for s in statuses] == [False] * 5
+    assert [s.running for s in statuses] == [False] * 6
