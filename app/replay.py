@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.lifecycle import close_idle_sessions, closers_of
 from projections.base import Projection
 from projections.runner import ProjectionRunner
 from streams.errors import LogBehindStore
@@ -37,11 +38,13 @@ class ReplayResult:
 
 async def replay(projection: Projection, bootstrap: str,
                  report: Callable[[str], None] = print, every: float = 1.0,
-                 force: bool = False) -> ReplayResult:
+                 force: bool = False, inactivity_timeout_s: float | None = None) -> ReplayResult:
     """Reset ``projection`` and rebuild it from the beginning of its topic.
 
     Refuses (:class:`LogBehindStore`, nothing reset) when a partition of the topic ends before
-    the position the store applied up to, unless ``force``: that log cannot rebuild the rows."""
+    the position the store applied up to, unless ``force``: that log cannot rebuild the rows.
+    With ``inactivity_timeout_s``, a projection that keeps sessions closes the idle ones at the
+    end, as the live worker would (:mod:`app.lifecycle`)."""
     started = time.monotonic()
     await projection.start()
     try:
@@ -74,6 +77,10 @@ async def replay(projection: Projection, bootstrap: str,
         finally:
             runner.stop()
             await task
+        if inactivity_timeout_s is not None:
+            closed = await close_idle_sessions(closers_of([projection]), inactivity_timeout_s)
+            if closed.get(projection.name):
+                report(f"closed {closed[projection.name]} idle session(s)")
         records = sum(runner.next_offsets.values())
         result = ReplayResult(projection.name, records, runner.applied, runner.dead_letters,
                               time.monotonic() - started)

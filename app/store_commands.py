@@ -43,7 +43,8 @@ def replay(ctx: click.Context, projection: str, force: bool) -> None:
     endpoints = resolve_endpoints(settings, (), click.echo)
     built = build_projections(settings, endpoints)
     chosen = built[resolve_name(projection, built)]
-    asyncio.run(replay_projection(chosen, endpoints.bootstrap, report=click.echo, force=force))
+    asyncio.run(replay_projection(chosen, endpoints.bootstrap, report=click.echo, force=force,
+                                  inactivity_timeout_s=settings.inactivity_timeout_s))
 
 
 @cli.command()

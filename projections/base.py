@@ -52,6 +52,12 @@ class Projection(ABC):
     async def stop(self) -> None:
         """Release connections. Safe to call twice."""
 
+    @property
+    def started(self) -> bool:
+        """Whether :meth:`start` ran (and :meth:`stop` not since): only then may the other
+        methods be called."""
+        return True
+
     @abstractmethod
     async def positions(self) -> list[Position]:
         """Where to resume: the next offset per partition this projection has applied."""

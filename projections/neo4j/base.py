@@ -95,6 +95,10 @@ class Neo4jProjection(Projection):
         self.database = database
         self.driver: neo4j.AsyncDriver | None = None
 
+    @property
+    def started(self) -> bool:
+        return self.driver is not None
+
     @classmethod
     def build(cls, context: BuildContext) -> Self:
         """A new, unstarted projection on ``context``'s Neo4j (``enabled`` first)."""

@@ -99,7 +99,8 @@ SELECT projection, topic, sum(next_offset) AS n FROM projection_offsets GROUP BY
 
 
 class PositionSource(Protocol):
-    """What the metrics need of a projection: its name and committed positions."""
+    """What the metrics need of a projection: its name and committed positions (asked only
+    while its ``started`` attribute, when it has one, is true)."""
 
     @property
     def name(self) -> str: ...
@@ -144,6 +145,8 @@ async def read_snapshot(conn: asyncpg.Connection,
         cost[provider, row["model"]] += float(row["cost"])
     processed = {(r["projection"], r["topic"]): int(r["n"]) for r in offsets}
     for projection in projections:
+        if not getattr(projection, "started", True):
+            continue  # not started yet (or stopping): its last committed rows stand
         processed = {k: v for k, v in processed.items() if k[0] != projection.name}
         for position in await projection.positions():
             key = (projection.name, position.topic)

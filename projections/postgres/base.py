@@ -70,6 +70,10 @@ class PostgresProjection(Projection):
         self.dsn = dsn
         self.pool: asyncpg.Pool | None = None
 
+    @property
+    def started(self) -> bool:
+        return self.pool is not None
+
     @classmethod
     def build(cls, context: BuildContext) -> Self:
         """A new, unstarted projection on ``context.postgres_dsn``."""

@@ -231,6 +231,19 @@ async def test_positions_of_projections_in_other_stores_are_counted(pg_dsn: str)
         export.shutdown()
 
 
+async def test_a_projection_not_started_yet_is_left_out_not_fatal(pg_dsn: str) -> None:
+    """The worker starts the metrics and the projections side by side: a refresh that comes
+    first reads the committed rows and skips the projection, instead of crashing the worker."""
+    await _ingest_with_a_crash(pg_dsn)
+    export = start_metrics(_free_port(), None)
+    try:
+        metrics = SessionMetrics(export.meter_provider, projections=[SessionTables(pg_dsn)])
+        snapshot = await metrics.refresh(pg_dsn)
+        assert snapshot.events_processed == {("postgres.session_tables", TOPIC): 14}
+    finally:
+        export.shutdown()
+
+
 def test_a_port_in_use_is_a_config_error_naming_the_setting() -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
