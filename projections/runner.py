@@ -49,10 +49,16 @@ class ProjectionRunner(ConsumerRuntime):
         # the group's committed offset before the rebalance listener's seek lands; such a
         # batch does not start where the store says and is dropped (the seek refetches it).
         self._expected: dict[TopicPartition, int] = {}
+        # The store's positions of newly assigned partitions, to commit after the next fetch:
+        # the previous owner may have applied a batch and lost the rebalance before its
+        # commit, and with nothing new to apply the group would show that lag forever (a
+        # backfill waits for the group to catch up).
+        self._to_commit: dict[TopicPartition, int] = {}
 
     async def on_revoked(self, revoked: set[TopicPartition]) -> None:
         for tp in revoked:
             self._expected.pop(tp, None)
+            self._to_commit.pop(tp, None)
 
     async def on_assigned(self, assigned: set[TopicPartition]) -> None:
         await self.seek_to_store(assigned)
@@ -66,6 +72,8 @@ class ProjectionRunner(ConsumerRuntime):
             offset = stored.get((tp.topic, tp.partition), beginnings.get(tp, 0))
             self.consumer.seek(tp, offset)
             self._expected[tp] = offset
+            if offset > 0:
+                self._to_commit[tp] = offset
         logger.info("projection=%s assigned=%s resumes from store", self.projection.name,
                     sorted(tp.partition for tp in assigned))
 
@@ -99,7 +107,16 @@ class ProjectionRunner(ConsumerRuntime):
         for tp, end in ends.items():
             self.next_offsets[tp.partition] = end
         # Informational only: the store holds the position, committed with the data.
+        for tp in ends:
+            self._to_commit.pop(tp, None)  # superseded by this later position
         await self.commit(ends)
+
+    async def after_fetch(self) -> None:
+        """Commit the store's positions of partitions assigned since the last fetch (see
+        ``_to_commit``), outside the rebalance listener."""
+        if self._to_commit:
+            pending, self._to_commit = self._to_commit, {}
+            await self.commit(pending)
 
     async def _decoded(self, message: ConsumerRecord) -> Record:
         try:

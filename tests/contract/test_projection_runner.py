@@ -97,3 +97,42 @@ async def test_poison_records_are_dead_lettered_with_their_key(broker_url: str) 
     assert "KeyError" in errors["s-bug"]
     assert all(json.loads(str(r["value"]))["payload"]["text"] in {"reject", "bug"}
                for r in dead)
+
+
+async def test_a_new_owner_commits_the_stores_position_when_nothing_is_left_to_apply(
+        broker_url: str) -> None:
+    """The previous owner of a partition applied its last batch and lost the partition before
+    committing: the store is ahead of the group. The new owner has nothing to apply, and still
+    brings the group to the store's position (a backfill waits for the group to catch up)."""
+    from streams.lag import committed_offsets
+
+    bootstrap = broker_url.removeprefix("kafka://")
+    spec = dataclasses.replace(SESSION_EVENTS, name=f"test.{uuid.uuid4().hex[:12]}.v1",
+                               partitions=1)
+    await ensure_topics(bootstrap, [spec])
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for n in range(3):
+            event = SessionEvent(
+                event_id=derive_event_id("runner-owner", n), source="claude-code",
+                type="user.prompted", occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+                session_id="s-owner", payload=UserPrompted(text=f"p{n}"))
+            await producer.send_and_wait(spec.name, encode(event),
+                                         key=encode_key("claude-code", "s-owner"))
+    finally:
+        await producer.stop()
+    projection = _Memory()
+    projection.source = spec  # type: ignore[misc]
+    projection.next = {0: 3}  # everything applied by a previous owner, never committed
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    runner = ProjectionRunner(projection, bootstrap, group_id=group)
+    task = asyncio.create_task(runner.run())
+    try:
+        async with asyncio.timeout(60):
+            while (await committed_offsets(bootstrap, group, spec.name, [0])).get(0) != 3:
+                await asyncio.sleep(0.2)
+    finally:
+        runner.stop()
+        await task
+    assert projection.texts == []  # nothing applied twice
