@@ -11,7 +11,9 @@ import sys
 
 from app import (
     demo_commands,
+    mcp_commands,
     redrive_commands,
+    search_commands,
     stack_commands,
     store_commands,
     topic_commands,
@@ -23,7 +25,8 @@ from app.cli_base import cli
 __all__ = ["cli", "main"]
 
 COMMAND_MODULES = (stack_commands, topic_commands, worker_commands, demo_commands,
-                   store_commands, redrive_commands, trace_commands)
+                   store_commands, redrive_commands, trace_commands, mcp_commands,
+                   search_commands)
 
 
 def main() -> None:

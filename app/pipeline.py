@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaProducer
 from opentelemetry.sdk.metrics import MeterProvider
 
 from agents import filter_events, parse_lines
+from agents.llm.summaries import LlmSummaries
 from agents.summarize_runner import SummarizeRunner
 from app.catch_up import wait_caught_up
 from app.endpoints import Endpoints
@@ -37,6 +38,7 @@ from app.groups import APP_ID, FILTER_GROUP, PARSE_GROUP
 from app.health import health_answer
 from app.lifecycle import close_idle_sessions, closers_of, run_lifecycle
 from app.projection_set import build_projections
+from app.read_api import read_api
 from app.sources import build_producers
 from projections.otel.export import start_metrics
 from projections.otel.mcp_telemetry_metrics import TelemetryMetrics
@@ -113,6 +115,10 @@ class Pipeline:
         self.telemetry_metrics.attach(projections.values())
         self.poller = None if backfill or helper else TelemetryPoller.from_settings(
             settings, self._publish_telemetry, telemetry_provider.get_meter("sessionstream.mcp"))
+        # LLM summaries (SESSIONSTREAM_LLM_PROVIDER): `run` only, off by default (no calls, no
+        # cost); its metrics go to the same provider as everything else.
+        self.llm_summaries = None if backfill or helper else LlmSummaries.from_settings(
+            settings, endpoints.bootstrap, telemetry_provider.get_meter("sessionstream.llm"))
         self._telemetry_kafka: AIOKafkaProducer | None = None
         self.summarizer = SummarizeRunner(
             endpoints.bootstrap, inactivity_timeout=settings.inactivity_timeout_s,
@@ -151,6 +157,8 @@ class Pipeline:
             app.task(self._run_lifecycle)
         if self.poller is not None:
             app.task(self._run_telemetry)
+        if self.llm_summaries is not None:
+            app.task(self._run_llm_summaries)
         if self.api_socket is not None:
             app.task(self._run_api)
 
@@ -219,9 +227,10 @@ class Pipeline:
     async def _run_api(self) -> None:
         assert self.api_socket is not None
         token = self.settings.api_token
-        await serve_api(self.api_socket, self.endpoints.bootstrap,
-                        token.get_secret_value() if token else None, report=self.report,
-                        health=health_answer(self.settings, self.endpoints))
+        secret = token.get_secret_value() if token else None
+        await serve_api(self.api_socket, self.endpoints.bootstrap, secret, report=self.report,
+                        health=health_answer(self.settings, self.endpoints),
+                        extend=read_api(self.endpoints.postgres_dsn, secret))
 
     async def _run_telemetry(self) -> None:
         """The MCP poller with its own producer, and the telemetry metrics' refresh loop."""
@@ -241,6 +250,12 @@ class Pipeline:
         assert self._telemetry_kafka is not None
         await self._telemetry_kafka.send_and_wait(TELEMETRY_POLLED.name, encode(event),
                                                   key=key.model_dump_json().encode())
+
+    async def _run_llm_summaries(self) -> None:
+        """The LLM summarizer (:mod:`agents.llm`): summaries runner and persistent retries."""
+        assert self.llm_summaries is not None
+        self.report(f"llm summaries: {self.llm_summaries.endpoint}")
+        await self.llm_summaries.run()
 
     async def _run_metrics(self) -> None:
         assert self.exporter is not None

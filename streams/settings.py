@@ -149,6 +149,23 @@ class Settings(BaseSettings):
     health_max_lag: int = Field(default=10_000, ge=0,
                                 description="Records a consumer may be behind before health "
                                             "reports it unhealthy.")
+    # The frontend tables (projections.postgres.frontend_tables, docs/frontend-tables.md).
+    frontend_tables: bool = Field(
+        default=False,
+        description="Keep the session-skill folders' sessions and projects, shaped for a "
+                    "frontend, in their own Postgres schema (frontend_schema).")
+    frontend_schema: str = Field(
+        default="frontend", pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="Postgres schema of the frontend tables; a frontend reads them with "
+                    "search_path=<schema>. Not public (sessionstream's own sessions are there).")
+
+    @field_validator("frontend_schema")
+    @classmethod
+    def _check_frontend_schema(cls, value: str) -> str:
+        if value in ("public", "information_schema") or value.startswith("pg_"):
+            raise ValueError(f"{value!r} is reserved: choose a schema of its own, e.g. frontend")
+        return value
+
     sources: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
         description="Comma-separated roots to watch; empty = each source's own default paths.",
@@ -172,6 +189,89 @@ class Settings(BaseSettings):
                                                    "half-open probe.")
     mcp_token: SecretStr | None = Field(default=None,
                                         description="Bearer token sent to the MCP server.")
+    # -- LLM summaries (agents/llm): off unless SESSIONSTREAM_LLM_PROVIDER is set ------------
+    llm_provider: Literal["openai", "anthropic"] | None = Field(
+        default=None, description="LLM summaries of sessions: openai (any OpenAI-compatible chat "
+                                  "completions endpoint) or anthropic (Messages API); unset = "
+                                  "off, no calls, no cost.")
+    llm_url: str | None = Field(
+        default=None, description="Base URL: openai -> <url>/chat/completions (default "
+                                  "https://api.openai.com/v1), anthropic -> <url>/v1/messages "
+                                  "(default https://api.anthropic.com).")
+    llm_model: str | None = Field(default=None, validate_default=True,
+                                  description="Model name sent to the endpoint (required).")
+    llm_api_key: SecretStr | None = Field(
+        default=None, validate_default=True,
+        description="API key (Bearer for openai, x-api-key for anthropic); required for "
+                    "anthropic and for api.openai.com.")
+    llm_timeout_s: float = Field(default=60.0, gt=0, description="Timeout of one LLM call.")
+    llm_max_tokens: int = Field(default=400, ge=16, le=8192,
+                                description="Longest summary the model may write, in tokens.")
+    llm_prompt_file_system: Path | None = Field(
+        default=None, description="System prompt template file; unset = the shipped one.")
+    llm_prompt_file_user: Path | None = Field(
+        default=None, description="User prompt template file ($title, $summary_json, ...); "
+                                  "unset = the shipped one.")
+    llm_update_interval_s: float = Field(
+        default=1800.0, ge=0, description="At most one LLM summary per active session per "
+                                          "interval (long sessions); 0 = closed sessions only.")
+    llm_breaker_threshold: int = Field(default=5, ge=1,
+                                       description="Consecutive failed LLM calls that open the "
+                                                   "circuit breaker.")
+    llm_breaker_reset_s: float = Field(default=60.0, gt=0,
+                                       description="Seconds an open LLM breaker waits before a "
+                                                   "half-open probe.")
+    llm_retry_delays_s: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [300.0, 900.0, 2700.0, 7200.0, 21600.0],
+        description="Comma-separated waits before each retry of a failed LLM summary; after "
+                    "the last retry fails, the summary is dead-lettered.")
+
+    @field_validator("llm_url")
+    @classmethod
+    def _check_llm_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/") if value else value
+
+    @field_validator("llm_model")
+    @classmethod
+    def _check_llm_model(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if info.data.get("llm_provider") and not (value and value.strip()):
+            raise ValueError("SESSIONSTREAM_LLM_PROVIDER is set, so the model must be too "
+                             "(e.g. SESSIONSTREAM_LLM_MODEL=claude-haiku-4-5)")
+        return value.strip() if value else value
+
+    @field_validator("llm_api_key")
+    @classmethod
+    def _check_llm_key(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        provider, url = info.data.get("llm_provider"), info.data.get("llm_url")
+        hosted = provider == "anthropic" or (provider == "openai" and (
+            url is None or "api.openai.com" in url))
+        if hosted and (value is None or not value.get_secret_value().strip()):
+            raise ValueError(f"SESSIONSTREAM_LLM_PROVIDER={provider} at "
+                             f"{url or 'its public API'} needs an API key")
+        return value
+
+    @field_validator("llm_prompt_file_system", "llm_prompt_file_user")
+    @classmethod
+    def _check_prompt_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.expanduser().is_file():
+            raise ValueError(f"{value} is not a readable file")
+        return value.expanduser() if value else value
+
+    @field_validator("llm_retry_delays_s", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [d.strip() for d in value.split(",") if d.strip()]
+        return value
+
+    @field_validator("llm_retry_delays_s")
+    @classmethod
+    def _check_delays(cls, value: list[float]) -> list[float]:
+        if not value or any(d < 0 for d in value):
+            raise ValueError("expected one or more non-negative seconds, e.g. 300,900,2700")
+        return value
     stack: StackSettings = Field(default_factory=StackSettings)
 
     @field_validator("sources", mode="before")

@@ -15,12 +15,12 @@ from pydantic import BaseModel
 from schemas.envelope import SessionKey
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged
-from schemas.summaries import SessionSummaryEvent
+from schemas.summaries import LlmSummaryRetry, SessionSummaryEvent
 from schemas.telemetry import TelemetryKey, TelemetryPolledEvent
 
 __all__ = [
-    "CATALOGUE", "FILE_CHANGES", "FILTERED", "SESSION_EVENTS", "SUMMARIES", "TELEMETRY_POLLED",
-    "TopicSpec", "dead_letter_topic",
+    "CATALOGUE", "FILE_CHANGES", "FILTERED", "SESSION_EVENTS", "SUMMARIES", "SUMMARY_RETRIES",
+    "TELEMETRY_POLLED", "TopicSpec", "dead_letter_topic",
 ]
 
 
@@ -66,6 +66,12 @@ SUMMARIES = TopicSpec(
     "The latest summary of each session, re-emitted on open, update and close.",
     config={"cleanup.policy": "compact"},
 )
+SUMMARY_RETRIES = TopicSpec(
+    "sessions.summaries.retry.v1", SessionKey, LlmSummaryRetry,
+    "Summaries whose LLM summary failed transiently, each with its attempt and the time it is "
+    "due again (the LLM summarizer's persistent retry queue; kept until retried).",
+    config=_RETAIN_FOREVER,
+)
 TELEMETRY_POLLED = TopicSpec(
     "telemetry.polled.v1", TelemetryKey, TelemetryPolledEvent,
     "One call of one tool of a polled MCP server: outcome, duration, size, result and its "
@@ -74,5 +80,6 @@ TELEMETRY_POLLED = TopicSpec(
 )
 
 CATALOGUE: dict[str, TopicSpec] = {
-    t.name: t for t in (FILE_CHANGES, SESSION_EVENTS, FILTERED, SUMMARIES, TELEMETRY_POLLED)
+    t.name: t for t in (FILE_CHANGES, SESSION_EVENTS, FILTERED, SUMMARIES, SUMMARY_RETRIES,
+                        TELEMETRY_POLLED)
 }

@@ -121,6 +121,29 @@ DDL = [
         FROM usage_facts f LEFT JOIN sessions s ON s.id = f.session_id
         WHERE {owned("f")}
         GROUP BY f.session_id, f.model, (f.at AT TIME ZONE 'UTC')::date""",
+    # Full-text search (projections.postgres.session_search): the searchable text of a message
+    # and of a tool call, one definition each, so the GIN expression indexes and the queries
+    # compute the same expression.
+    """CREATE OR REPLACE FUNCTION session_message_text(role text, content jsonb) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT CASE WHEN role = 'user' THEN content->>'text' ELSE (
+            SELECT string_agg(e.value->>'text', E'\\n' ORDER BY e.key) FROM jsonb_each(content) e
+            WHERE jsonb_typeof(e.value) = 'object' AND e.value->>'type' = 'text') END $$""",
+    """CREATE OR REPLACE FUNCTION session_tool_text(name text, input jsonb) RETURNS text
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT concat_ws(E'\\n', name, (SELECT string_agg(e.value, E'\\n' ORDER BY e.key)
+            FROM jsonb_each_text(CASE WHEN jsonb_typeof(input) = 'object' THEN input END) e)) $$""",
+    # Paths are split into their words ("tests/test_pay.py" finds "pay"): the default parser
+    # would keep a path as one word.
+    """CREATE OR REPLACE FUNCTION session_search_vector(body text) RETURNS tsvector
+        LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+        SELECT to_tsvector('english', regexp_replace(coalesce(body, ''), '[/.]+', ' ', 'g')) $$""",
+    """CREATE INDEX IF NOT EXISTS messages_search ON messages
+        USING gin (session_search_vector(session_message_text(role, content)))""",
+    """CREATE INDEX IF NOT EXISTS tool_calls_input_search ON tool_calls
+        USING gin (session_search_vector(session_tool_text(name, input)))""",
+    """CREATE INDEX IF NOT EXISTS tool_calls_result_search ON tool_calls
+        USING gin (session_search_vector(result_excerpt))""",
 ]
 
 TABLES = ["sessions", "messages", "tool_calls", "files_touched", "usage_facts", "subagents",

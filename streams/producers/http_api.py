@@ -26,6 +26,9 @@ The server owns its connections' limits (:class:`ApiLimits`): headers must arriv
 
 With a token configured every ``POST`` needs ``Authorization: Bearer <token>``; without one the
 settings only allow a loopback address (see :class:`~streams.settings.Settings`).
+
+Other layers serve more routes on the same server through an :data:`Extension` given to
+:func:`create_api` (the worker's read API): this module knows nothing of what they read.
 """
 
 from __future__ import annotations
@@ -57,7 +60,7 @@ from streams.producers.publish_validation import (
 
 __all__ = [
     "BODY_TIMEOUT_S", "EVENTS_PATH", "HEADER_TIMEOUT_S", "JSON_CONTENT_TYPES", "MAX_CONNECTIONS",
-    "ApiLimits", "Health", "bind_api", "create_api", "running_api", "serve_api",
+    "ApiLimits", "Extension", "Health", "bind_api", "create_api", "running_api", "serve_api",
 ]
 
 logger = logging.getLogger(__name__)
@@ -96,13 +99,19 @@ Health = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
 """A deep health probe: ``(HTTP status, JSON body)``; the worker passes one that checks the
 broker, the stores and the lag (200 healthy, 503 not)."""
 
+Extension = Callable[[web.Application], None]
+"""Called once with the new application, before it is served: adds routes (and startup or
+cleanup hooks) of other layers. It must not replace the publish and health routes."""
+
 
 def create_api(publisher: Publisher, token: str | None = None,
-               limits: ApiLimits | None = None, health: Health | None = None) -> web.Application:
+               limits: ApiLimits | None = None, health: Health | None = None,
+               extend: Extension | None = None) -> web.Application:
     """The aiohttp application; ``token`` set means every POST must carry it. ``limits`` (the
     module's defaults when None) are kept in the app for :func:`running_api`. ``health``
     answers ``GET /api/v1/health`` (its body gains ``topics``, the publishable topics);
-    without one the answer is 200 whenever the API itself is up."""
+    without one the answer is 200 whenever the API itself is up. ``extend`` adds other
+    layers' routes (see :data:`Extension`)."""
     limits = limits or ApiLimits()
 
     async def post_events(request: web.Request) -> web.Response:
@@ -131,6 +140,8 @@ def create_api(publisher: Publisher, token: str | None = None,
     app[_LIMITS] = limits
     app.router.add_post(EVENTS_PATH, post_events)
     app.router.add_get(HEALTH_PATH, get_health)
+    if extend is not None:
+        extend(app)
     return app
 
 
@@ -178,17 +189,18 @@ async def running_api(app: web.Application, sock: socket.socket) -> AsyncIterato
 
 async def serve_api(sock: socket.socket, bootstrap: str, token: str | None,
                     report: Callable[[str], None] = print,
-                    limits: ApiLimits | None = None, health: Health | None = None) -> None:
+                    limits: ApiLimits | None = None, health: Health | None = None,
+                    extend: Extension | None = None) -> None:
     """Serve the API on ``sock``, publishing to ``bootstrap``, until cancelled; ``health``
-    as for :func:`create_api`."""
+    and ``extend`` as for :func:`create_api`."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                 retry_backoff_ms=RETRY_BACKOFF_MS)
     keys = KafkaKeys(bootstrap)
     try:
         await producer.start()
         await keys.start()
-        async with running_api(create_api(Publisher(producer, keys), token, limits, health),
-                               sock):
+        app = create_api(Publisher(producer, keys), token, limits, health, extend)
+        async with running_api(app, sock):
             host, port = sock.getsockname()[:2]
             report(f"publish:  http://{host}:{port}{EVENTS_PATH}"
                    + (" (bearer token required)" if token else ""))

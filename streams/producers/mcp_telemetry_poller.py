@@ -8,17 +8,14 @@ backoff and jitter (tenacity) for transient failures only (``SourceUnavailable``
 others, and nothing escapes :meth:`TelemetryPoller.run` but cancellation, so the worker it
 runs in keeps going whatever the server does.
 
-The breaker is a small state machine of our own rather than ``aiobreaker`` (unmaintained since
-2021) or ``purgatory`` (a good library, but built around decorating calls, with its own state
-storage and listeners): ours is some forty lines, needs no adapter to drive a state gauge and a
-transitions counter, and is tested with an injected clock.
+The breaker is :class:`streams.breaker.CircuitBreaker` (shared with the LLM summarizer); its
+names are re-exported here for the poller's existing callers.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
@@ -37,6 +34,7 @@ from schemas.telemetry import (
     flatten_numbers,
     tool_polled_event,
 )
+from streams.breaker import BreakerState, CircuitBreaker, Clock
 from streams.errors import SourceRejected, SourceUnavailable
 from streams.producers.mcp_telemetry_client import McpClient, ToolResult
 from streams.settings import Settings
@@ -47,63 +45,10 @@ logger = logging.getLogger(__name__)
 
 Publish = Callable[[TelemetryKey, TelemetryPolledEvent], Awaitable[None]]
 """Sends one event; may raise ``KafkaError``, ``OSError`` or ``TimeoutError`` (counted, dropped)."""
-Clock = Callable[[], float]
 
 SERVER = "sessionstream.mcp.server"
 TOOL = "gen_ai.tool.name"
 REASON = "error.type"
-
-
-class BreakerState(enum.IntEnum):
-    """The gauge value of each state."""
-
-    CLOSED = 0
-    HALF_OPEN = 1
-    OPEN = 2
-
-
-class CircuitBreaker:
-    """Closed -> open after ``threshold`` consecutive failures -> half-open once ``reset_s``
-    have passed (one probe call is let through) -> closed on its success, open on its failure.
-
-    ``on_transition(old, new)`` is called on every change of state.
-    """
-
-    def __init__(self, threshold: int, reset_s: float, *, clock: Clock = time.monotonic,
-                 on_transition: Callable[[BreakerState, BreakerState], None] | None = None
-                 ) -> None:
-        self.threshold = threshold
-        self.reset_s = reset_s
-        self.clock = clock
-        self.on_transition = on_transition
-        self.state = BreakerState.CLOSED
-        self.failures = 0
-        self.opened_at = 0.0
-
-    def allow(self) -> bool:
-        """May a call go out now? Moves an open breaker whose time is up to half-open."""
-        if self.state is BreakerState.OPEN and self.clock() - self.opened_at >= self.reset_s:
-            self._move(BreakerState.HALF_OPEN)
-        return self.state is not BreakerState.OPEN
-
-    def succeeded(self) -> None:
-        self.failures = 0
-        if self.state is not BreakerState.CLOSED:
-            self._move(BreakerState.CLOSED)
-
-    def failed(self) -> None:
-        self.failures += 1
-        if self.state is BreakerState.HALF_OPEN or (
-                self.state is BreakerState.CLOSED and self.failures >= self.threshold):
-            self.opened_at = self.clock()
-            self._move(BreakerState.OPEN)
-
-    def _move(self, new: BreakerState) -> None:
-        old, self.state = self.state, new
-        log = logger.warning if new is BreakerState.OPEN else logger.info
-        log("mcp breaker %s -> %s", old.name.lower(), new.name.lower())
-        if self.on_transition is not None:
-            self.on_transition(old, new)
 
 
 class PollerMetrics:

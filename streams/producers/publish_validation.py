@@ -33,7 +33,7 @@ from streams.codecs import encode, encode_key
 from streams.errors import InvalidEvent
 from streams.producers.publish_body import MAX_BODY_BYTES, MAX_EVENTS, PublishRejected, parse_events
 from streams.producers.publish_nulls import fill_nulls
-from streams.topics import CATALOGUE, FILTERED, SUMMARIES, TopicSpec
+from streams.topics import CATALOGUE, FILTERED, SUMMARIES, SUMMARY_RETRIES, TopicSpec
 
 __all__ = [
     "DERIVED_BY", "MAX_BODY_BYTES", "MAX_EVENTS", "MAX_KEY_CHARS", "MAX_RECORD_BYTES",
@@ -48,6 +48,7 @@ MAX_KEY_CHARS = 256
 DERIVED_BY = {
     FILTERED.name: "the filter_events agent (from sessions.events.v1)",
     SUMMARIES.name: "the summarize_sessions agent (from sessions.events.v1)",
+    SUMMARY_RETRIES.name: "the LLM summarizer (its retry queue)",
 }
 """Topics an agent writes: publishing there would bypass (and contradict) the agent."""
 

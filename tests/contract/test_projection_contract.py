@@ -1,7 +1,8 @@
 """The store contract, run against every registered projection on its real store.
 
-Parametrized over :func:`projections.registry.registrations`: the Postgres session tables and
-MCP telemetry tables (each test on a new database of the harness's Postgres) and the Neo4j
+Parametrized over :func:`projections.registry.registrations`: the Postgres session tables,
+MCP telemetry tables and frontend tables (each test on a new database of the harness's
+Postgres; the optional ones too, whether or not a setting turns them on) and the Neo4j
 session graph (on the harness's Neo4j, emptied first). For each:
 
 * the same batch applied twice gives the same state, and the second apply applies 0;
@@ -40,7 +41,10 @@ from app.endpoints import Endpoints
 from app.projection_set import build_projections, resolve_name
 from projections.base import Position, Projection, Record
 from projections.neo4j.session_graph import SessionGraph
+from projections.postgres.frontend_schema import FrontendSchema
+from projections.postgres.frontend_tables import FrontendTables
 from projections.postgres.mcp_telemetry_tables import TelemetryTables
+from projections.postgres.session_summaries import SessionSummariesTable
 from projections.postgres.session_tables import SessionTables
 from projections.registry import registrations
 from schemas.envelope import derive_event_id
@@ -65,6 +69,8 @@ from schemas.telemetry import TelemetryPolledEvent, ToolPolled, flatten_numbers,
 from streams.errors import ConfigError, ProjectionRejected
 from streams.settings import Settings
 from tests.conftest import fresh_database
+from tests.contract.frontend_samples import frontend_batches, frontend_poison
+from tests.contract.summary_samples import summaries_batches, summaries_poison
 
 pytestmark = pytest.mark.contract
 
@@ -235,6 +241,10 @@ CONTRACTS = {c.cls.name: c for c in [
              table_rows(*SessionTables.tables)),
     Contract(TelemetryTables, postgres, telemetry_batches,
              lambda: poll("get\x00metrics", 9, {"n": 1}), table_rows(*TelemetryTables.tables)),
+    Contract(SessionSummariesTable, postgres, summaries_batches, summaries_poison,
+             table_rows(*SessionSummariesTable.tables)),
+    Contract(FrontendTables, postgres, frontend_batches, frontend_poison,
+             table_rows(*FrontendSchema("frontend").tables)),
     # A Tool's name is the key of a unique constraint: this one is past Neo4j's index key size.
     Contract(SessionGraph, emptied_neo4j, session_batches,
              lambda: event(tool("t0", "R" * 40_000), 9, "origin"), graph),
@@ -376,7 +386,8 @@ def test_the_command_line_names_find_the_registered_projections(test_settings: S
     """``sessionstream replay postgres|telemetry|neo4j`` (and status, run) build and find what
     the registry holds, each only where its store or producer is configured."""
     everything = build_projections(
-        test_settings.model_copy(update={"mcp_url": "http://mcp.test/mcp"}),
+        test_settings.model_copy(update={"mcp_url": "http://mcp.test/mcp",
+                                         "frontend_tables": True}),
         Endpoints(broker_url="kafka://127.0.0.1:1", postgres_dsn="postgresql://u@127.0.0.1:1/d",
                   neo4j_uri="bolt://127.0.0.1:1"))
     assert {alias: type(everything[resolve_name(alias, everything)])
@@ -389,11 +400,12 @@ def test_the_command_line_names_find_the_registered_projections(test_settings: S
 
     postgres_only = build_projections(test_settings, Endpoints(
         broker_url="kafka://127.0.0.1:1", postgres_dsn="postgresql://u@127.0.0.1:1/d"))
-    assert list(postgres_only) == [SessionTables.name]
+    assert list(postgres_only) == [SessionSummariesTable.name, SessionTables.name]
     assert resolve_name(SessionTables.name, postgres_only) == SessionTables.name
     with pytest.raises(ConfigError, match="SESSIONSTREAM_NEO4J_URI"):
         resolve_name("neo4j", postgres_only)
     with pytest.raises(ConfigError, match="SESSIONSTREAM_MCP_URL"):
         resolve_name("telemetry", postgres_only)
-    with pytest.raises(ConfigError, match=r"unknown projection 'elastic'; known: postgres \("):
+    with pytest.raises(ConfigError, match=r"unknown projection 'elastic'; known: "
+                                          r".*postgres \(postgres\.session_tables\)"):
         resolve_name("elastic", postgres_only)

@@ -5,9 +5,9 @@ deep health check.
   timeout (``ended_at`` its last event), reopens it when a newer line arrives, and closes it
   again; the sessions a backfill reads come out closed when they are idle.
 * ``GET /api/v1/health`` on a running worker reports the broker, Postgres, Neo4j, the lag and
-  the dead letters, 200 when healthy; ``check_health`` names a store that is down and a lag
-  over ``SESSIONSTREAM_HEALTH_MAX_LAG``, and ``sessionstream status --check`` exits non-zero
-  then.
+  the dead letters, 200 when healthy (and the read API answers beside it); ``check_health``
+  names a store that is down and a lag over ``SESSIONSTREAM_HEALTH_MAX_LAG``, and
+  ``sessionstream status --check`` exits non-zero then.
 """
 
 from __future__ import annotations
@@ -220,6 +220,16 @@ async def test_the_workers_health_endpoint_reports_every_store(
             response = await eventually(answered, "the health endpoint", timeout=180,
                                         interval=0.5, ignoring=(httpx.TransportError,),
                                         detail=lambda: log_tail(log))
+            # The read API is served beside it, on the worker's own database.
+            async def sessions_listed() -> httpx.Response | None:
+                got = await client.get("/api/v1/sessions", timeout=30)
+                return got if got.status_code == 200 else None
+
+            listed = await eventually(sessions_listed, "the sessions list", timeout=60,
+                                      interval=0.5, detail=lambda: log_tail(log))
+            assert listed.json()["total"] == len(listed.json()["sessions"]) == 0
+            document = await client.get("/api/v1/openapi.json", timeout=30)
+            assert "/api/v1/sessions" in document.json()["paths"]
         body = response.json()
         assert response.status_code == 200, body
         assert body["status"] == "ok"

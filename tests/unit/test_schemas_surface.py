@@ -32,7 +32,9 @@ EXPECTED = {
         "Count", "MAX_DEPTH", "MAX_RECORD_BYTES", "MAX_SAFE_INT", "depth_problem", "strip_nul",
         "strip_nul_escapes", "strip_nul_escapes_text",
     ],
-    "schemas.summaries": ["SessionSummary", "SessionSummaryEvent", "TokenCounts"],
+    "schemas.summaries": [
+        "LlmSummary", "LlmSummaryRetry", "SessionSummary", "SessionSummaryEvent", "TokenCounts",
+    ],
     "schemas.telemetry": [
         "MAX_VALUES", "TelemetryKey", "TelemetryPolledEvent", "ToolPolled", "flatten_numbers",
         "tool_polled_event",
