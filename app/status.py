@@ -23,7 +23,7 @@ from app.endpoints import Endpoints
 from app.pipeline import FILTER_GROUP, PARSE_GROUP
 from app.projection_set import build_projections
 from streams.errors import SessionStreamError
-from streams.lag import committed_offsets, end_offsets
+from streams.lag import committed_offsets, topic_ends
 from streams.redrive import reason_of
 from streams.settings import Settings
 from streams.stack import Stack
@@ -121,14 +121,19 @@ async def collect_report(settings: Settings) -> StatusReport:
                         if settings.neo4j_password else None),
     )
     bootstrap = endpoints.bootstrap if broker else None
+    projections = build_projections(settings, endpoints)
     ends: dict[str, int | None] = {}
     dead: Counter[str] = Counter()
     reasons: dict[tuple[str, str, str], DeadLetterRow] = {}
     note = ""
     if bootstrap:
         try:
+            # Every topic a consumer reads (the projections' included: the summaries topic).
+            read_topics = sorted({FILE_CHANGES.name, SESSION_EVENTS.name,
+                                  *(p.source.name for p in projections.values())})
+            ends.update({topic: sum(offsets.values())
+                         for topic, offsets in (await topic_ends(bootstrap, read_topics)).items()})
             for spec in (FILE_CHANGES, SESSION_EVENTS):
-                ends[spec.name] = sum((await end_offsets(bootstrap, spec.name)).values())
                 async for record in tail(bootstrap, spec.dlq, from_beginning=True, follow=False,
                                          idle_s=0.5):
                     dead[str(record.get("consumer"))] += 1
@@ -151,7 +156,7 @@ async def collect_report(settings: Settings) -> StatusReport:
             position = sum(max(0, o) for o in committed.values())
         rows.append(StatusRow(name, topic, position, ends.get(topic),
                               dead.get(name, 0) if bootstrap else None, note))
-    for name, projection in build_projections(settings, endpoints).items():
+    for name, projection in projections.items():
         try:
             await projection.start()
             try:

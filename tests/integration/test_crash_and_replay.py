@@ -175,9 +175,27 @@ async def test_sigkill_mid_ingest_then_restart_equals_an_uninterrupted_run(
     worker = start_cli(crashed, "run", "--source", str(source), log=log)
     try:
         await _wait_caught_up(crashed)
+        # The fixtures are long idle: the live worker closes them once caught up (as the
+        # backfill below does before it exits); its metrics are compared once they show it.
+        async def all_closed() -> bool:
+            return await _count(pg_dsn, "SELECT count(*) FROM sessions "
+                                        "WHERE ended_at IS NULL") == 0
+
+        await eventually(all_closed, "the idle sessions closed", timeout=60, interval=0.5,
+                         detail=lambda: log_tail(log))
         live_tables = await snapshots.postgres_tables(pg_dsn)
         live_graph = await snapshots.graph(neo4j_driver)
-        scraped = _metric_totals(await _current_metrics(crashed, port, log))
+
+        async def after_the_closes() -> dict[str, float] | None:
+            totals = _metric_totals(await _current_metrics(crashed, port, log))
+            active = sum(v for k, v in totals.items()
+                         if k.startswith("sessionstream_sessions_active"))
+            now_active = await _count(pg_dsn, "SELECT count(*) FROM sessions "
+                                              "WHERE status = 'active'")
+            return totals if active == now_active else None
+
+        scraped = await eventually(after_the_closes, "metrics read after the idle closes",
+                                   timeout=60, interval=1.0, detail=lambda: log_tail(log))
     finally:
         _stop(worker)
     assert 0 < at_kill < len(live_tables["messages"]), "the kill did not land mid-ingest"
