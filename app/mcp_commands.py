@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import ipaddress
 from typing import Any
 
 import asyncpg
@@ -22,7 +21,7 @@ import click
 
 from app.cli_base import cli, fails_cleanly, settings_of
 from streams.errors import ConfigError
-from streams.settings import Settings
+from streams.settings import Settings, is_loopback
 from streams.stack import Stack
 
 __all__ = ["DEFAULT_PORT", "mcp"]
@@ -76,7 +75,7 @@ def mcp(ctx: click.Context, transport: str, host: str, port: int) -> None:
     """
     settings = settings_of(ctx)
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    if transport == "http" and token is None and not _is_loopback(host):
+    if transport == "http" and token is None and not is_loopback(host):
         raise ConfigError(f"refusing to serve MCP on {host} without a token: set "
                           "SESSIONSTREAM_API_TOKEN (clients send 'Authorization: Bearer "
                           "<token>'), or listen on --host 127.0.0.1")
@@ -140,15 +139,6 @@ class BearerToken:
         headers = dict(scope.get("headers") or [])
         scheme, _, given = headers.get(b"authorization", b"").partition(b" ")
         return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), self.token)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _to_stderr(line: str) -> None:

@@ -25,7 +25,8 @@ from streams.errors import ConfigError
 from streams.periods import parse_since
 
 __all__ = [
-    "Settings", "StackSettings", "bootstrap_of", "default_state_dir", "load_settings",
+    "Settings", "StackSettings", "bootstrap_of", "default_state_dir", "is_loopback",
+    "load_settings",
 ]
 
 ENV_PREFIX = "SESSIONSTREAM_"
@@ -345,7 +346,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_api_exposure(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
         host, port = info.data.get("api_host", "127.0.0.1"), info.data.get("api_port", 0)
-        if port and value is None and not _is_loopback(host):
+        if port and value is None and not is_loopback(host):
             raise ValueError(f"the publish API would listen on {host} without a token: set "
                              "SESSIONSTREAM_API_TOKEN, or SESSIONSTREAM_API_HOST=127.0.0.1, or "
                              "SESSIONSTREAM_API_PORT=0")
@@ -359,7 +360,8 @@ class Settings(BaseSettings):
         return value
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or an address) is this machine only."""
     if host == "localhost":
         return True
     try:
