@@ -7,7 +7,9 @@ the declaration instead of keeping lists. A new source is one module here that s
 and fills in the declaration, :meth:`FileProducer.matches` and :meth:`FileProducer.describe`
 (plus one parser module in :mod:`agents.parsers`). Files rewritten in place instead of appended
 to are named by :meth:`FileProducer.snapshot` and published whole (``file.snapshot``) each time
-their size, mtime or inode changes.
+their size, mtime or inode changes. Databases and big documents rewritten whole are read as
+records by :meth:`FileProducer.records` (:mod:`~streams.producers.records`): each changed
+record is published as one line.
 
 The base owns everything between bytes on disk and a published batch: it walks its roots,
 reads each matching file from a persisted byte checkpoint up to the last complete newline
@@ -30,7 +32,13 @@ from typing import ClassVar
 from schemas.file_changes import MAX_SNAPSHOT_BYTES, FileChanged, FileKind
 from streams.producers import tailing
 from streams.producers.checkpoints import Position, load_positions, save_positions
-from streams.producers.file_events import line_event, removed_event, snapshot_event
+from streams.producers.file_events import (
+    line_event,
+    record_event,
+    removed_event,
+    snapshot_event,
+)
+from streams.producers.records import SIDECARS, Record
 from streams.producers.watching import watch
 from streams.producers.window import Window, WindowFilter
 
@@ -122,6 +130,22 @@ class FileProducer:
         """True for matching files that are rewritten in place: published whole on change."""
         return False
 
+    def records(self, path: Path, cursor: str | None
+                ) -> tuple[list[Record], str | None] | None:
+        """The records of ``path`` changed since ``cursor``, and the cursor after them; None
+        (the default) for a file read as appended lines or a snapshot.
+
+        For a file kept as a database or a document rewritten whole. Called in a worker thread
+        when the file (or a SQLite sidecar, :data:`~streams.producers.records.SIDECARS`) changed
+        size or mtime, with the cursor this method returned last time for it (None the first
+        time, or after a reset: then every record). Each record is published as one line, and
+        the cursor is saved only once they all were. Raising ``OSError`` or ``ValueError``
+        (a database locked or half-written, a document caught mid-write) skips the file this
+        scan; it is read again at the next. Files of a source that overrides this are not
+        limited by ``--since`` / ``--until``, which judge whole session files.
+        """
+        return None
+
     def prune(self, dirpath: Path, dirnames: list[str]) -> None:
         """Drop from ``dirnames``, in place, the subdirectories of ``dirpath`` not worth walking.
 
@@ -152,7 +176,8 @@ class FileProducer:
             if not self._loaded:
                 self._positions, self._loaded = load_positions(self.checkpoint_path), True
             paths = await asyncio.to_thread(self._discover)
-            if self.window is not None:  # sessions outside it stay unread, uncheckpointed
+            if self.window is not None and not self._reads_records:
+                # sessions outside it stay unread, uncheckpointed
                 paths = await asyncio.to_thread(self.window.select, paths, self._positions)
                 self.window.report_changes()
             batch, published = _Batch(), 0
@@ -187,7 +212,15 @@ class FileProducer:
         """
         await watch(self, stop)
 
+    @property
+    def _reads_records(self) -> bool:
+        return type(self).records is not FileProducer.records
+
     async def _scan_file(self, path: Path, batch: _Batch) -> int:
+        if self._reads_records:
+            published = await self._scan_records(path, batch)
+            if published is not None:
+                return published
         if self.snapshot(path):
             return await self._scan_snapshot(path, batch)
         key, published = str(path), 0
@@ -239,6 +272,40 @@ class FileProducer:
             await self._flush(batch)
         return 1
 
+    async def _scan_records(self, path: Path, batch: _Batch) -> int | None:
+        """Publish the records of ``path`` changed since its cursor; None when it is not read
+        as records (the caller reads it as lines or a snapshot)."""
+        key = str(path)
+        pos = batch.updates[key] if key in batch.updates else self._positions.get(key)
+        try:
+            inode, size, mtime = await asyncio.to_thread(_identity, path)
+        except FileNotFoundError:
+            return 0
+        except OSError as exc:
+            self._unreadable(key, exc)
+            return 0
+        if pos is not None and pos.records and (pos.inode, pos.size, pos.mtime) == (
+                inode, size, mtime):
+            return 0
+        try:
+            read = await asyncio.to_thread(self.records, path, pos.cursor if pos else None)
+        except (OSError, ValueError) as exc:
+            self._unreadable(key, OSError(str(exc)))
+            return 0
+        if read is None:
+            return None
+        records, cursor = read
+        for start in range(0, len(records), BATCH_SIZE):
+            batch.events.extend(record_event(self.source, key, mtime, record, start + n)
+                                for n, record in enumerate(records[start:start + BATCH_SIZE], 1))
+            if len(batch.events) >= BATCH_SIZE:
+                await self._flush(batch)
+        batch.updates[key] = Position(offset=size, line_no=(pos.line_no if pos else 0)
+                                      + len(records), inode=inode, size=size, mtime=mtime,
+                                      file_kind="artifact", records=True, cursor=cursor)
+        self._warned.pop(key, None)
+        return len(records)
+
     def _described(self, path: Path, pos: Position, first_line: str | None) -> Position:
         session_id, kind, agent_id = self.describe(path, first_line)
         return replace(pos, session_id=session_id, file_kind=kind, agent_id=agent_id)
@@ -255,6 +322,9 @@ class FileProducer:
         for key, pos in list(self._positions.items()):
             if key in seen or os.path.lexists(key):
                 continue  # present but not listed (e.g. unreadable dir): not removed
+            if pos.records:  # a database or document: its sessions do not end with it
+                batch.updates[key] = None
+                continue
             if pos.session_id is None:  # never had a line: describe from the path alone
                 pos = self._described(Path(key), pos, None)
             batch.events.append(removed_event(self.source, key, pos))
@@ -286,6 +356,20 @@ class FileProducer:
                 self.prune(Path(dirpath), dirs)
                 found.update(p for name in names if self.matches(p := Path(dirpath, name)))
         return sorted(found)
+
+
+def _identity(path: Path) -> tuple[int, int, float]:
+    """``(inode, size, mtime)`` of ``path`` with its SQLite sidecars: sizes summed, the latest
+    mtime, so a write the database keeps in its write-ahead log still counts as a change."""
+    st = os.stat(path)
+    size, mtime = st.st_size, st.st_mtime
+    for suffix in SIDECARS:
+        try:
+            side = os.stat(f"{path}{suffix}")
+        except OSError:
+            continue
+        size, mtime = size + side.st_size, max(mtime, side.st_mtime)
+    return st.st_ino, size, mtime
 
 
 def _log_walk_error(exc: OSError) -> None:

@@ -31,7 +31,9 @@ class Position:
     :data:`streams.producers.tailing.HEAD_BYTES`) and an mtime change without growth detect a
     rewrite in place, whatever its size. ``mtime`` and the cached ``describe`` result let a file
     that vanished be reported with a stable event id and its session, even though it cannot be
-    read.
+    read. A file read as records (:mod:`~streams.producers.records`) sets ``records``; its
+    ``cursor`` is what its producer returned to say what was read, and ``size``/``mtime`` sum
+    and max the file with its SQLite sidecars, so an unchanged database is not read again.
     """
 
     offset: int = 0
@@ -43,6 +45,8 @@ class Position:
     file_kind: FileKind = "main"
     agent_id: str | None = None
     head: str = ""
+    records: bool = False
+    cursor: str | None = None
 
 
 def load_positions(path: Path) -> dict[str, Position]:

@@ -1,8 +1,9 @@
 """The ``sessions.file-changes.v1`` events a file producer publishes, built from what it read.
 
-One event per complete line (``file.line``, clipped to fit one record), per whole rewritten
-file (``file.snapshot``) and per file that vanished (``file.removed``); each carries the path,
-byte offset, line number, mtime and the file's kind and agent from its
+One event per complete line (``file.line``, clipped to fit one record), per record of a
+database or document (a ``file.line`` too, see :mod:`~streams.producers.records`), per whole
+rewritten file (``file.snapshot``) and per file that vanished (``file.removed``); each carries
+the path, byte offset, line number, mtime and the file's kind and agent from its
 :class:`~streams.producers.checkpoints.Position`, so its event id is stable across re-reads.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
+from schemas.envelope import derive_event_id
 from schemas.file_changes import (
     FileChanged,
     FileLine,
@@ -20,8 +22,9 @@ from schemas.file_changes import (
 )
 from streams.producers.checkpoints import Position
 from streams.producers.clipping import fit_line
+from streams.producers.records import Record
 
-__all__ = ["line_event", "removed_event", "snapshot_event"]
+__all__ = ["line_event", "record_event", "removed_event", "snapshot_event"]
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +41,23 @@ def line_event(source: str, key: str, pos: Position, line: tuple[int, int, str])
                        key, line_no, size)
         payload = payload.model_copy(update={"original_bytes": size})
     return file_line_event(source, pos.session_id or "", payload, validate=False)
+
+
+def record_event(source: str, key: str, mtime: float, record: Record,
+                 line_no: int) -> FileChanged:
+    """The event of one record of the file ``key`` (a row, a document's element).
+
+    Its id derives from (source, path, record key, record version), so reading the record
+    again gives the same event and a new version a new one; it is filed under the record's
+    session and dated by ``record.at`` (else the file's ``mtime``). Clipped like a line."""
+    pos = Position(line_no=line_no, mtime=mtime, session_id=record.session_id,
+                   file_kind=record.file_kind, agent_id=record.agent_id)
+    event = line_event(source, key, pos, (0, line_no, record.text))
+    update: dict[str, object] = {
+        "event_id": derive_event_id(source, key, "record", record.key, record.version)}
+    if record.at is not None:
+        update["occurred_at"] = record.at
+    return event.model_copy(update=update)
 
 
 def snapshot_event(source: str, key: str, pos: Position, text: str,

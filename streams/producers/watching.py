@@ -22,6 +22,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver, ObservedWatch
 
 from streams.errors import SourceError
+from streams.producers.records import SIDECARS
 
 __all__ = ["DEBOUNCE_S", "FailureStreak", "Watched", "watch"]
 
@@ -156,7 +157,15 @@ class _Wakeup(FileSystemEventHandler):
             relevant = event.event_type != "modified"  # new dirs may hold files already
         else:
             paths = (p for p in (event.src_path, event.dest_path) if p)
-            relevant = any(self._matches(Path(os.fsdecode(p))) for p in paths)
+            relevant = any(self._matches(_database_of(os.fsdecode(p))) for p in paths)
         if relevant:
             with contextlib.suppress(RuntimeError):  # loop already closed: nobody to wake
                 self._loop.call_soon_threadsafe(self._wake.set)
+
+
+def _database_of(path: str) -> Path:
+    """``path``, or the SQLite database it is a sidecar of (a write lands in its log first)."""
+    for suffix in SIDECARS:
+        if path.endswith(suffix):
+            return Path(path.removesuffix(suffix))
+    return Path(path)
