@@ -4,10 +4,15 @@ The samples under ``app/samples/<source>/`` are small sessions the project wrote
 source laid out as that agent writes its files (a Claude projects dir, a Codex sessions dir, a
 Gemini ``tmp`` dir, Antigravity's folders, a project with session-skill folders). A source's
 folder is named by its source name, so a new source ships its samples by adding a folder.
+A source kept in SQLite ships its database as the SQL script ``<name>.sql`` that builds it
+(text, reviewable); :func:`materialized` builds such folders under the state directory before
+they are read.
 """
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from pathlib import Path
 
 import click
@@ -16,7 +21,7 @@ from app.cli_base import cli, fails_cleanly, settings_of
 from app.endpoints import resolve_endpoints
 from app.worker_commands import start_worker
 
-__all__ = ["SAMPLES", "demo", "sample_sources"]
+__all__ = ["SAMPLES", "demo", "materialized", "sample_sources"]
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -24,6 +29,29 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 def sample_sources() -> list[str]:
     """``KIND=PATH`` of every shipped sample folder, as ``--source`` takes them."""
     return [f"{folder.name}={folder}" for folder in sorted(SAMPLES.iterdir()) if folder.is_dir()]
+
+
+def materialized(sources: list[str], state_dir: Path) -> list[str]:
+    """``sources`` as they can be read: a folder holding ``*.sql`` scripts is copied to
+    ``state_dir/demo-samples/<kind>`` with each ``X.sql`` run into the SQLite database ``X``
+    (rebuilt every time, so the demo stays repeatable); other folders are read in place."""
+    ready = []
+    for spec in sources:
+        kind, _, folder = spec.partition("=")
+        if not any(Path(folder).rglob("*.sql")):
+            ready.append(spec)
+            continue
+        target = state_dir / "demo-samples" / kind
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(folder, target, ignore=shutil.ignore_patterns("*.sql"))
+        for script in Path(folder).rglob("*.sql"):
+            database = target / script.relative_to(folder).with_suffix("")
+            database.parent.mkdir(parents=True, exist_ok=True)
+            with sqlite3.connect(database) as conn:
+                conn.executescript(script.read_text())
+            conn.close()
+        ready.append(f"{kind}={target}")
+    return ready
 
 
 @cli.command()
@@ -45,5 +73,6 @@ def demo(ctx: click.Context) -> None:
     settings = settings_of(ctx)
     sources = sample_sources()
     click.echo("samples:  " + "\n          ".join(sources))
-    endpoints = resolve_endpoints(settings, tuple(Path(s) for s in sources), click.echo)
+    readable = materialized(sources, settings.state_dir)
+    endpoints = resolve_endpoints(settings, tuple(Path(s) for s in readable), click.echo)
     start_worker(settings, endpoints, backfill=True)

@@ -34,7 +34,7 @@ __all__ = [
 SESSION_STATUSES = ("active", "closed")
 """The statuses the projection itself sets; agent-kept state may report others."""
 
-USAGE_GROUPINGS = {**GROUPINGS, "source": ("s.source", "s.source")}
+USAGE_GROUPINGS = GROUPINGS
 """``usage(by=...)``: what each grouping selects as ``key`` and groups by."""
 
 _SESSION_COLUMNS = """s.id, s.source, s.title, s.project, s.working_dir, s.status,

@@ -16,8 +16,8 @@ GROUPINGS = {  # --by: (the key selected, what it groups by)
     "day": ("u.day::text", "u.day::text"),
     "model": ("u.model", "u.model"),
     "project": ("coalesce(s.project, '?')", "coalesce(s.project, '?')"),
+    "source": ("s.source", "s.source"),
 }
-
 
 
 async def usage_rows(dsn: str, by: str) -> list[dict[str, object]]:
