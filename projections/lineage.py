@@ -41,9 +41,10 @@ from datetime import datetime
 __all__ = ["CROSS_SESSION_SOURCES", "Lineage", "SessionFacts", "copied_from", "lineages"]
 
 # Sources whose usage keys name one API response across every session (Claude's
-# ``message.id:requestId``); Codex keys are cumulative counters, equal across sessions only
+# ``message.id:requestId``, Kimi CLI's ``message_id``, the provider's response id that
+# ``/fork`` and ``/undo`` copy); Codex keys are cumulative counters, equal across sessions only
 # inside a declared fork family.
-CROSS_SESSION_SOURCES = frozenset({"claude-code"})
+CROSS_SESSION_SOURCES = frozenset({"claude-code", "kimi-cli"})
 
 
 @dataclass(frozen=True)

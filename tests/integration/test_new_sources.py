@@ -8,7 +8,8 @@ sample
 
 * every listed column of each session's Postgres row equals the hand-computed value (the
   arithmetic is in the sample's README);
-* the graph holds the same sessions with the same tokens and tool calls;
+* the graph holds the same sessions with the same tokens and tool calls (its aggregates, which
+  leave out what a session copied from its origin, as the Postgres row does);
 * the metrics (:func:`projections.otel.metrics.read_snapshot`, what the exporter reports)
   count the sessions under the source and the same tokens.
 """
@@ -30,6 +31,7 @@ import neo4j
 import pytest
 
 from projections.otel.metrics import provider_of, read_snapshot
+from projections.postgres.session_schema import owned
 from tests.conftest import fresh_database
 from tests.integration.pipeline_helpers import CLI, backfill_cli, cli_env
 
@@ -161,8 +163,8 @@ async def test_a_sample_lands_in_postgres_the_graph_and_the_metrics(
         graph, _, _ = await neo4j_driver.execute_query(
             "MATCH (s:Session) WHERE s.id = $id OR s.id STARTS WITH $id + ':' "
             "OPTIONAL MATCH (s)-[m:USED_MODEL]->() WITH s, sum(m.tokens) AS tokens "
-            "OPTIONAL MATCH (s)-[:HAS_TOOL_CALL]->(t:ToolCall) "
-            "RETURN s.source AS source, tokens, count(t) AS tools", id=sid)
+            "OPTIONAL MATCH (s)-[u:USED_TOOL]->() "
+            "RETURN s.source AS source, tokens, coalesce(sum(u.count), 0) AS tools", id=sid)
         assert graph, f"{source}: session {sid} is not in the graph"
         assert {r["source"] for r in graph} == {source}
         assert [sum(r["tokens"] for r in graph), sum(r["tools"] for r in graph)] == [
@@ -191,14 +193,16 @@ async def test_a_sample_lands_in_postgres_the_graph_and_the_metrics(
 
 
 async def _usage_of(dsn: str, sessions: list[str]) -> list[tuple[str, str, int]]:
-    """``(model, token kind, tokens)`` of ``sessions``, from the usage facts."""
+    """``(model, token kind, tokens)`` of ``sessions``, from the usage facts they own (not
+    what they copied from an origin)."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
-            "SELECT model, sum(input_tokens) AS input, sum(output_tokens) AS output, "
-            "sum(cache_read_tokens) AS cache_read, "
-            "sum(cache_creation_5m_tokens + cache_creation_1h_tokens) AS cache_creation "
-            "FROM usage_facts WHERE session_id = any($1::text[]) GROUP BY model", sessions)
+            "SELECT f.model, sum(f.input_tokens) AS input, sum(f.output_tokens) AS output, "
+            "sum(f.cache_read_tokens) AS cache_read, "
+            "sum(f.cache_creation_5m_tokens + f.cache_creation_1h_tokens) AS cache_creation "
+            "FROM usage_facts f JOIN sessions s ON s.id = f.session_id "
+            f"WHERE f.session_id = any($1::text[]) AND {owned('f')} GROUP BY f.model", sessions)
     finally:
         await conn.close()
     return [(r["model"], kind, int(r[kind])) for r in rows

@@ -21,6 +21,8 @@ from schemas.file_changes import FileChanged, FileKind
 from streams.producers.base import FileProducer
 from streams.producers.records import Record, changed, digest, sqlite_rows
 
+pytestmark = pytest.mark.unit
+
 
 class ToyProducer(FileProducer):
     source: ClassVar[str] = "toy"

@@ -33,14 +33,17 @@ SEMCONV_PROVIDERS = {"anthropic", "openai", "gcp.gemini", "gcp.vertex_ai", "aws.
 
 
 def declared_in_source() -> dict[str, str]:
-    """``{source name: class name}`` of every ``class X(FileProducer)`` with a ``source = "..."``
-    in ``streams/producers/*.py``, read from the text."""
+    """``{source name: class name}`` of every class deriving from ``FileProducer`` (directly,
+    or through a base class of the same module) with a ``source = "..."`` in
+    ``streams/producers/*.py``, read from the text."""
     found = {}
     for path in sorted(PRODUCERS_DIR.glob("*.py")):
+        producers = {"FileProducer"}
         for node in ast.parse(path.read_text()).body:
             if not (isinstance(node, ast.ClassDef) and any(
-                    isinstance(b, ast.Name) and b.id == "FileProducer" for b in node.bases)):
+                    isinstance(b, ast.Name) and b.id in producers for b in node.bases)):
                 continue
+            producers.add(node.name)
             for stmt in node.body:
                 if (isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name)
                         and stmt.target.id == "source" and isinstance(stmt.value, ast.Constant)):
