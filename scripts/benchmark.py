@@ -9,6 +9,7 @@ Run on demand (never from the test suite):
     .venv/bin/python scripts/benchmark.py replay --copies 8
     .venv/bin/python scripts/benchmark.py restart --copies 10
     .venv/bin/python scripts/benchmark.py floor --copies 4
+    .venv/bin/python scripts/benchmark.py records --sessions 200 --turns 20
 
 They run the real CLI as a user would, in a scratch state dir, on the embedded default (Kafka
 and an embedded PostgreSQL, started for the run and stopped after) unless
@@ -32,6 +33,12 @@ SESSIONSTREAM_BROKER_URL / SESSIONSTREAM_POSTGRES_DSN point elsewhere.
   cost per record sent and read (against the running broker; the broker's CPU is not counted).
   Prints microseconds per line per step and the lines/s one core could reach if nothing else
   ran, so a target can be checked against what the design spends per line.
+* ``records``: a source kept in SQLite, read record by record. Builds an OpenCode-shaped
+  ``opencode.db`` (``--sessions`` sessions of ``--turns`` turns: a prompt, a reply with
+  reasoning, a tool call and a step summary, six rows a turn; write-ahead log on, as OpenCode
+  keeps it), times ``backfill --source opencode=DIR`` (records/s, peak RSS), then starts
+  ``run`` and appends ``--appends`` prompts to one session, measuring each from its commit to
+  its row in Postgres (p50, p90, max).
 * ``restart``: backfills the copies, stops everything (``stack down``, as a reboot would), then
   starts ``run`` and reports the seconds until it is watching, how many lines it published
   again, and the CPU it spent in its first seconds.
@@ -537,6 +544,144 @@ def _floor(args: argparse.Namespace, state: Path) -> None:
     print(f"  at most {n / pipeline:,.0f} lines/s on one core with nothing else running")
 
 
+OPENCODE_DDL = """
+CREATE TABLE session (id TEXT PRIMARY KEY, project_id TEXT NOT NULL, parent_id TEXT,
+  directory TEXT NOT NULL, title TEXT NOT NULL, version TEXT NOT NULL,
+  time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL);
+CREATE TABLE message (id TEXT PRIMARY KEY, session_id TEXT NOT NULL,
+  time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL, data TEXT NOT NULL);
+CREATE TABLE part (id TEXT PRIMARY KEY, message_id TEXT NOT NULL, session_id TEXT NOT NULL,
+  time_created INTEGER NOT NULL, time_updated INTEGER NOT NULL, data TEXT NOT NULL);
+"""
+
+
+def _opencode_turn(session: str, turn: int, at: int) -> list[tuple[str, tuple[Any, ...]]]:
+    """The rows of one turn: ``(table, values)``, six rows."""
+    user, reply = f"msg_{session}_u{turn}", f"msg_{session}_a{turn}"
+    tokens = {"input": 900, "output": 300, "reasoning": 40, "cache": {"read": 8000, "write": 500}}
+    parts = [
+        (user, {"type": "text", "text": f"Turn {turn}: fix the failing test in module {turn}."}),
+        (reply, {"type": "reasoning", "text": "Read the module, then the test. " * 8}),
+        (reply, {"type": "tool", "callID": f"call_{session}_{turn}", "tool": "read",
+                 "state": {"status": "completed", "input": {"filePath": f"/src/m{turn}.py"},
+                           "output": "def f(x):\n    return x * 2\n" * 40}}),
+        (reply, {"type": "step-finish", "tokens": tokens, "cost": 0.01}),
+    ]
+    rows: list[tuple[str, tuple[Any, ...]]] = [
+        ("message", (user, session, at, at, json.dumps(
+            {"role": "user", "time": {"created": at}}))),
+        ("message", (reply, session, at + 1, at + 2, json.dumps(
+            {"role": "assistant", "time": {"created": at + 1}, "modelID": "claude-sonnet-4-5",
+             "providerID": "anthropic", "path": {"cwd": "/src", "root": "/src"},
+             "tokens": tokens}))),
+    ]
+    rows += [("part", (f"prt_{message}_{n}", message, session, at + n, at + n, json.dumps(data)))
+             for n, (message, data) in enumerate(parts)]
+    return rows
+
+
+def _insert(conn: Any, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    for table, values in rows:
+        marks = ", ".join("?" * len(values))
+        conn.execute(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", values)
+
+
+def _opencode_db(root: Path, sessions: int, turns: int) -> tuple[Path, int]:
+    """An OpenCode database of ``sessions`` x ``turns``; (its path, records written)."""
+    import sqlite3
+
+    root.mkdir(parents=True, exist_ok=True)
+    path = root / "opencode.db"
+    conn = sqlite3.connect(path)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.executescript(OPENCODE_DDL)
+    records, start = 0, 1_795_000_000_000
+    for n in range(sessions):
+        session = f"ses_{uuid.uuid4().hex[:12]}"
+        began = start + n * 100_000
+        conn.execute("INSERT INTO session VALUES (?, 'prj', NULL, '/src', ?, '1.2.10', ?, ?)",
+                     (session, f"Session {n}", began, began + turns * 10))
+        rows = [row for turn in range(turns)
+                for row in _opencode_turn(session, turn, start + n * 100_000 + turn * 10)]
+        _insert(conn, rows)
+        records += 1 + len(rows)
+    conn.commit()
+    conn.close()
+    return path, records
+
+
+def _records(args: argparse.Namespace, state: Path) -> None:
+    import sqlite3
+
+    root = state / "opencode"
+    path, records = _opencode_db(root, args.sessions, args.turns)
+    env = _env(state)
+    up = subprocess.run([*CLI, "stack", "up", "kafka", "postgres"], env=env,
+                        capture_output=True, text=True, check=False)
+    if up.returncode != 0:
+        raise SystemExit(up.stdout[-3000:] + up.stderr[-3000:])
+    started = time.perf_counter()
+    worker = subprocess.Popen([*CLI, "backfill", "--source", f"opencode={root}"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out = _drained(worker)
+    peak = 0.0
+    while worker.poll() is None:
+        peak = max(peak, _rss_now_mb(worker.pid))
+        time.sleep(0.1)
+    elapsed = time.perf_counter() - started
+    if worker.returncode != 0:
+        raise SystemExit("".join(out)[-3000:])
+    print(f"backfill of an OpenCode database, {records} records ({args.sessions} sessions x "
+          f"{args.turns} turns, {path.stat().st_size / 1e6:.1f} MB): {elapsed:.1f} s wall, "
+          f"{records / elapsed:,.0f} records/s; worker peak RSS {peak:.0f} MB")
+    if args.appends:
+        conn = sqlite3.connect(path)
+        try:
+            asyncio.run(_records_latency(args, env, root, conn))
+        finally:
+            conn.close()
+
+
+async def _records_latency(args: argparse.Namespace, env: dict[str, str], root: Path,
+                           conn: Any) -> None:
+    """Start ``run``, append prompts to one session, time each commit -> Postgres row."""
+    session = conn.execute("SELECT id FROM session LIMIT 1").fetchone()[0]
+    log = root.parent / "run.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen([*CLI, "run", "--source", f"opencode={root}"], env=env,
+                                  stdout=out, stderr=subprocess.STDOUT)
+    db = await asyncpg.connect(_dsn(env))
+    waits: list[float] = []
+    try:
+        await asyncio.sleep(8)  # the worker starts and reads what is there
+        for n in range(args.appends):
+            at = int(time.time() * 1000)
+            key = f"prt_msg_{session}_x{n}_0"
+            _insert(conn, [("message", (f"msg_{session}_x{n}", session, at, at,
+                                        json.dumps({"role": "user", "time": {"created": at}}))),
+                           ("part", (key, f"msg_{session}_x{n}", session, at, at, json.dumps(
+                               {"type": "text", "text": f"Appended prompt {n}"})))])
+            conn.commit()
+            committed = time.perf_counter()
+            while not await db.fetchval("SELECT count(*) FROM messages WHERE session_id = $1 "
+                                        "AND content::text LIKE $2", session,
+                                        f"%Appended prompt {n}\"%"):
+                if time.perf_counter() - committed > 60:
+                    tail = log.read_text(errors="replace")[-3000:]
+                    raise SystemExit(f"append {n} did not reach Postgres in 60 s; run:\n{tail}")
+                await asyncio.sleep(0.005)
+            waits.append(time.perf_counter() - committed)
+            await asyncio.sleep(args.interval)
+    finally:
+        await db.close()
+        worker.send_signal(signal.SIGINT)
+        worker.wait(timeout=60)
+    ms = sorted(w * 1000 for w in waits)
+    print(f"append to the database -> Postgres over {len(ms)} prompts: p50 "
+          f"{statistics.median(ms):.0f} ms, p90 {ms[int(len(ms) * 0.9) - 1]:.0f} ms, "
+          f"max {ms[-1]:.0f} ms")
+
+
 def _bootstrap(env: dict[str, str]) -> str:
     """The running broker's bootstrap address (from ``stack status``)."""
     if env.get("SESSIONSTREAM_BROKER_URL"):
@@ -604,6 +749,14 @@ def main() -> None:
     rst.add_argument("--copies", type=int, default=1)
     rst.add_argument("--settle", type=float, default=15.0,
                      help="seconds to watch the worker after 'watching'")
+    rec = sub.add_parser("records", help="an OpenCode-shaped SQLite source: backfill "
+                         "records/s, then append -> Postgres latency")
+    rec.add_argument("--sessions", type=int, default=200)
+    rec.add_argument("--turns", type=int, default=20)
+    rec.add_argument("--appends", type=int, default=20,
+                     help="prompts appended while `run` watches (0: backfill only)")
+    rec.add_argument("--interval", type=float, default=0.5,
+                     help="seconds between appends")
     flo = sub.add_parser("floor", help="CPU per line at each step of the hot path, and the "
                                        "lines/s one core could reach")
     flo.add_argument("--copies", type=int, default=2)
@@ -620,6 +773,8 @@ def main() -> None:
             _floor(args, state)
         elif args.what == "replay":
             _replay(args, state)
+        elif args.what == "records":
+            _records(args, state)
         else:
             _throughput(args, state)
     finally:

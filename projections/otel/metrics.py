@@ -55,6 +55,7 @@ from projections.otel.session_observations import (
     MetricsSnapshot,
 )
 from projections.postgres.session_schema import owned
+from projections.pricing import normalize_model
 from streams.errors import ProjectionError
 from streams.sources import provider_of as declared_provider
 
@@ -66,7 +67,10 @@ logger = logging.getLogger(__name__)
 
 _PROVIDER_BY_MODEL = (("claude", "anthropic"), ("gpt", "openai"), ("codex", "openai"),
                       ("o1", "openai"), ("o3", "openai"), ("o4", "openai"),
-                      ("gemini", "gcp.gemini"))
+                      ("chatgpt", "openai"), ("gemini", "gcp.gemini"), ("grok", "x_ai"),
+                      ("deepseek", "deepseek"), ("mistral", "mistral_ai"),
+                      ("magistral", "mistral_ai"), ("devstral", "mistral_ai"),
+                      ("codestral", "mistral_ai"))
 _WRITE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _DB_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, ProjectionError)
 _LAG_ERRORS = (OSError, KafkaError)
@@ -109,9 +113,11 @@ class PositionSource(Protocol):
 
 
 def provider_of(source: str, model: str) -> str:
-    """The ``gen_ai.provider.name`` of a model: by its name, else the one the agent's source
-    declares (:func:`streams.sources.provider_of`), else the source's name."""
-    lowered = model.lower()
+    """The ``gen_ai.provider.name`` of a model: by its name (without a router's ``vendor/``
+    or a cloud's ``region.vendor.`` prefix: ``x-ai/grok-code-fast-1`` is ``x_ai``), else the
+    one the agent's source declares (:func:`streams.sources.provider_of`), else the source's
+    name. Agents that call any provider (OpenCode, goose, the Cline family) declare none."""
+    lowered = normalize_model(model)
     for prefix, provider in _PROVIDER_BY_MODEL:
         if lowered.startswith(prefix):
             return provider

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -50,6 +51,7 @@ Publish = Callable[[list[FileChanged]], Awaitable[None]]
 Progress = Callable[[int, int], None]
 
 BATCH_SIZE = 2000  # events per publish call (and per checkpoint write)
+SETTLE_S = 1.0  # a record file changed less than this before a read is read again next scan
 
 
 @dataclass
@@ -94,6 +96,7 @@ class FileProducer:
         self.roots = [Path(os.path.abspath(Path(root).expanduser())) for root in roots]
         self.checkpoint_path = checkpoint_path
         self.rescan_interval = rescan_interval
+        self._unsettled = False  # the last scan read a record file changed just before
         self.progress: Progress | None = None
         self._publish = publish
         self._positions: dict[str, Position] = {}
@@ -137,12 +140,14 @@ class FileProducer:
 
         For a file kept as a database or a document rewritten whole. Called in a worker thread
         when the file (or a SQLite sidecar, :data:`~streams.producers.records.SIDECARS`) changed
-        size or mtime, with the cursor this method returned last time for it (None the first
-        time, or after a reset: then every record). Each record is published as one line, and
-        the cursor is saved only once they all were. Raising ``OSError`` or ``ValueError``
-        (a database locked or half-written, a document caught mid-write) skips the file this
-        scan; it is read again at the next. Files of a source that overrides this are not
-        limited by ``--since`` / ``--until``, which judge whole session files.
+        size or mtime, or had changed less than :data:`SETTLE_S` before the last read (a commit
+        can reach the file before a reader sees it), with the cursor this method returned last
+        time for it (None the first time, or after a reset: then every record). Each record is
+        published as one line, and the cursor is saved only once they all were. Raising
+        ``OSError`` or ``ValueError`` (a database locked or half-written, a document caught
+        mid-write) skips the file this scan; it is read again at the next. Files of a source
+        that overrides this are not limited by ``--since`` / ``--until``, which judge whole
+        session files.
         """
         return None
 
@@ -181,6 +186,7 @@ class FileProducer:
                 paths = await asyncio.to_thread(self.window.select, paths, self._positions)
                 self.window.report_changes()
             batch, published = _Batch(), 0
+            self._unsettled = False
             for done, path in enumerate(paths, 1):
                 published += await self._scan_file(path, batch)
                 if self.progress is not None:
@@ -188,6 +194,15 @@ class FileProducer:
             await self._collect_removals({str(p) for p in paths}, batch)
             await self._flush(batch)
             return published
+
+    @property
+    def next_rescan(self) -> float:
+        """Seconds until the next scan when no file event wakes it: ``rescan_interval``, or
+        just past :data:`SETTLE_S` when the last scan read a record file that had changed just
+        before (so a commit it could not see yet is read within about a second)."""
+        if self._unsettled:
+            return min(self.rescan_interval, SETTLE_S * 1.1)
+        return self.rescan_interval
 
     async def backfill(self) -> int:
         """Re-read the checkpoint from disk and scan; call :meth:`reset` first to start over."""
@@ -277,6 +292,7 @@ class FileProducer:
         as records (the caller reads it as lines or a snapshot)."""
         key = str(path)
         pos = batch.updates[key] if key in batch.updates else self._positions.get(key)
+        began = time.time()
         try:
             inode, size, mtime = await asyncio.to_thread(_identity, path)
         except FileNotFoundError:
@@ -300,9 +316,15 @@ class FileProducer:
                                 for n, record in enumerate(records[start:start + BATCH_SIZE], 1))
             if len(batch.events) >= BATCH_SIZE:
                 await self._flush(batch)
+        # A write can reach the file (its size and mtime) a moment before a reader sees it (a
+        # SQLite commit lands in the write-ahead log before its index): a file changed just
+        # before this read keeps no identity, so the next scan reads it again.
+        settled = mtime < began - SETTLE_S
+        self._unsettled |= not settled
         batch.updates[key] = Position(offset=size, line_no=(pos.line_no if pos else 0)
-                                      + len(records), inode=inode, size=size, mtime=mtime,
-                                      file_kind="artifact", records=True, cursor=cursor)
+                                      + len(records), inode=inode, size=size,
+                                      mtime=mtime if settled else 0.0, file_kind="artifact",
+                                      records=True, cursor=cursor)
         self._warned.pop(key, None)
         return len(records)
 

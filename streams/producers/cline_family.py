@@ -93,8 +93,10 @@ class ClineFamilyProducer(FileProducer):
         return next(root.rglob(UI), None) is not None
 
     def matches(self, path: Path) -> bool:
-        """The three task documents, directly in a ``tasks/<task id>/`` folder."""
-        return path.name in KINDS and path.parent.parent.name == TASKS
+        """The three task documents, directly in a task folder: ``tasks/<task id>/``, or a
+        folder directly in a root (a copy of the task folders kept elsewhere)."""
+        return path.name in KINDS and (path.parent.parent.name == TASKS
+                                       or path.parent.parent in self.roots)
 
     def prune(self, dirpath: Path, dirnames: list[str]) -> None:
         """Only ``tasks`` below the extension's folder; nothing below a task folder."""

@@ -44,6 +44,11 @@ class Watched(Protocol):
     @property
     def rescan_interval(self) -> float: ...
 
+    @property
+    def next_rescan(self) -> float:
+        """Seconds until the next scan when nothing wakes it (at most ``rescan_interval``)."""
+        ...
+
     def matches(self, path: Path) -> bool: ...
 
     def scan_once(self) -> Awaitable[int]: ...
@@ -76,7 +81,7 @@ async def watch(producer: Watched, stop: asyncio.Event) -> None:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), failing.backoff(exc))
                 continue
-            await _wait(stop, wake, producer.rescan_interval)
+            await _wait(stop, wake, producer.next_rescan)
     finally:
         observer.stop()
         await asyncio.to_thread(observer.join, 5.0)

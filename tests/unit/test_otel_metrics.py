@@ -179,6 +179,11 @@ def test_write_durations_and_lag_are_recorded_per_projection() -> None:
     ("codex", "gpt-5-codex", "openai"),
     ("codex", "o3-mini", "openai"),
     ("gemini-cli", "gemini-2.5-pro", "gcp.gemini"),
+    ("opencode", "anthropic/claude-sonnet-4-5", "anthropic"),
+    ("kilo-code", "x-ai/grok-code-fast-1", "x_ai"),
+    ("cline", "deepseek-chat", "deepseek"),
+    ("roo-code", "devstral-medium", "mistral_ai"),
+    ("goose", "qwen3-coder-plus", "goose"),
     ("some-agent", "mystery", "some-agent"),
     ("", "mystery", "unknown"),
 ])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -73,6 +74,7 @@ def _producer(tmp_path: Path, published: list[FileChanged]) -> ToyProducer:
 
 
 def _db(path: Path, rows: list[tuple[int, str, str, int]], wal: bool = False) -> None:
+    """Write ``rows``; the file then looks written a minute ago (settled, see below)."""
     conn = sqlite3.connect(path)
     if wal:
         conn.execute("PRAGMA journal_mode=WAL")
@@ -81,6 +83,17 @@ def _db(path: Path, rows: list[tuple[int, str, str, int]], wal: bool = False) ->
     conn.executemany("INSERT OR REPLACE INTO msg VALUES (?, ?, ?, ?)", rows)
     conn.commit()
     conn.close()
+    _settle(path)
+
+
+def _settle(path: Path) -> None:
+    """Date ``path`` a minute back, a minute further each call (so it still changes)."""
+    global _clock
+    _clock -= 60
+    os.utime(path, (_clock, _clock))
+
+
+_clock = time.time() - 3600
 
 
 async def test_database_rows_are_published_once_and_updates_again(
@@ -197,3 +210,36 @@ def test_changed_keeps_a_token_per_record_and_drops_gone_ones() -> None:
     moved = Record(session_id="s", key="2", version="b", text="{}")
     fresh, after = changed([one, moved], cursor)
     assert fresh == [moved] and len(after) == len(cursor)
+
+
+async def test_a_file_changed_just_before_a_read_is_read_again_until_it_settles(
+        tmp_path: Path, published: list[FileChanged]) -> None:
+    """A SQLite commit reaches the write-ahead log a moment before readers see it: a read
+    right after a change must not be the last one, or a commit it missed would stay unread."""
+    (tmp_path / "root").mkdir()
+    db = tmp_path / "root" / "store.db"
+    _db(db, [(1, "s1", "{}", 5)])
+    os.utime(db)  # just now
+    producer = _producer(tmp_path, published)
+    assert await producer.scan_once() == 1
+    reads = producer.reads
+    await producer.scan_once()
+    assert producer.reads == reads + 1  # not settled: read again
+    _settle(db)
+    await producer.scan_once()
+    assert producer.reads == reads + 2  # the file changed (its date): read once more
+    await producer.scan_once()
+    assert producer.reads == reads + 2  # settled and unchanged: not read
+
+
+async def test_the_next_scan_comes_early_while_a_record_file_settles(
+        tmp_path: Path, published: list[FileChanged]) -> None:
+    (tmp_path / "root").mkdir()
+    db = tmp_path / "root" / "store.db"
+    _db(db, [(1, "s1", "{}", 5)])
+    producer = _producer(tmp_path, published)
+    await producer.scan_once()
+    assert producer.next_rescan == producer.rescan_interval  # settled: the usual interval
+    os.utime(db)  # changed just now
+    await producer.scan_once()
+    assert producer.next_rescan < 2 < producer.rescan_interval
