@@ -21,7 +21,7 @@ from app.cli_base import cli, fails_cleanly, settings_of
 from app.endpoints import resolve_endpoints
 from app.worker_commands import start_worker
 
-__all__ = ["SAMPLES", "demo", "materialized", "sample_sources"]
+__all__ = ["SAMPLES", "build_databases", "demo", "materialized", "sample_sources"]
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
 
@@ -31,10 +31,29 @@ def sample_sources() -> list[str]:
     return [f"{folder.name}={folder}" for folder in sorted(SAMPLES.iterdir()) if folder.is_dir()]
 
 
+def build_databases(folder: Path) -> list[Path]:
+    """Run every ``X.sql`` below ``folder`` into the SQLite database ``X`` beside it (made
+    afresh) and remove the script; the databases built. How a sample of a source kept in
+    SQLite is shipped (as reviewable text) and made readable."""
+    built = []
+    for script in sorted(folder.rglob("*.sql")):
+        database = script.with_suffix("")
+        database.unlink(missing_ok=True)
+        conn = sqlite3.connect(database)
+        try:
+            conn.executescript(script.read_text())
+            conn.commit()
+        finally:
+            conn.close()
+        script.unlink()
+        built.append(database)
+    return built
+
+
 def materialized(sources: list[str], state_dir: Path) -> list[str]:
     """``sources`` as they can be read: a folder holding ``*.sql`` scripts is copied to
-    ``state_dir/demo-samples/<kind>`` with each ``X.sql`` run into the SQLite database ``X``
-    (rebuilt every time, so the demo stays repeatable); other folders are read in place."""
+    ``state_dir/demo-samples/<kind>`` and its databases built there (:func:`build_databases`,
+    every time, so the demo stays repeatable); other folders are read in place."""
     ready = []
     for spec in sources:
         kind, _, folder = spec.partition("=")
@@ -43,13 +62,8 @@ def materialized(sources: list[str], state_dir: Path) -> list[str]:
             continue
         target = state_dir / "demo-samples" / kind
         shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(folder, target, ignore=shutil.ignore_patterns("*.sql"))
-        for script in Path(folder).rglob("*.sql"):
-            database = target / script.relative_to(folder).with_suffix("")
-            database.parent.mkdir(parents=True, exist_ok=True)
-            with sqlite3.connect(database) as conn:
-                conn.executescript(script.read_text())
-            conn.close()
+        shutil.copytree(folder, target)
+        build_databases(target)
         ready.append(f"{kind}={target}")
     return ready
 

@@ -24,6 +24,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
@@ -218,8 +219,7 @@ class Pipeline:
                 await self._backfill()
                 return
             for producer in self.producers:
-                roots = ", ".join(str(r) for r in producer.roots)
-                self.report(f"watching {producer.source}: {roots}")
+                self.report(f"watching {producer.source}: {_roots_line(producer.roots)}")
             await asyncio.gather(*(p.run(self._stop) for p in self.producers))
         finally:
             await self._kafka.stop()
@@ -328,3 +328,15 @@ class Pipeline:
         self.report("caught up" + (f"; closed {max(closed.values())} idle session(s)"
                                    if closed and max(closed.values()) else ""))
         os.kill(os.getpid(), signal.SIGTERM)  # the same clean stop as Ctrl-C
+
+
+def _roots_line(roots: list[Path]) -> str:
+    """The roots a producer watches, for the start-up report: those that exist, and how many
+    of its default folders do not yet (an agent's folder appears when it first runs; some
+    sources, such as the Cline family, look in every editor's folder)."""
+    present = [str(root) for root in roots if root.is_dir()]
+    missing = len(roots) - len(present)
+    if not present:
+        more = f" and {missing - 1} more" if missing > 1 else ""
+        return f"{roots[0]}{more} (none there yet; picked up when created)"
+    return ", ".join(present) + (f" (+{missing} not there yet)" if missing else "")

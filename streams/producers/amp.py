@@ -30,7 +30,8 @@ from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
-from streams.producers.records import Record, changed, digest
+from streams.producers.homes import data_home
+from streams.producers.records import Record, changed, digest, epoch_ms
 
 __all__ = ["AmpProducer", "amp_records"]
 
@@ -53,12 +54,7 @@ class AmpProducer(FileProducer):
         """``$XDG_DATA_HOME/amp/threads`` when set, else ``<home>/.local/share/amp/threads``
         with home = ``HOME`` (``USERPROFILE`` on Windows, where HOME is usually unset); the
         root is returned even when it does not exist (the base tolerates that)."""
-        data = env.get("XDG_DATA_HOME", "").strip()
-        if data:
-            return [Path(data).expanduser() / "amp" / THREADS]
-        home = env.get("HOME", "").strip() or env.get("USERPROFILE", "").strip()
-        base = Path(home) if home else Path.home()
-        return [base / ".local" / "share" / "amp" / THREADS]
+        return [data_home(env) / "amp" / THREADS]
 
     @classmethod
     def claims(cls, root: Path) -> bool:
@@ -107,7 +103,7 @@ def amp_records(document: dict[str, Any], fallback_id: str) -> list[Record]:
     own_id = document.get("id")
     thread_id = own_id if isinstance(own_id, str) and own_id else fallback_id
     own = {k: v for k, v in document.items() if k not in SPLIT_OUT}
-    records = [_record(thread_id, "thread", "thread", 0, own, _epoch(document.get("created")))]
+    records = [_record(thread_id, "thread", "thread", 0, own, epoch_ms(document.get("created")))]
     messages = document.get("messages")
     for index, message in enumerate(messages if isinstance(messages, list) else []):
         mid = message.get("messageId") if isinstance(message, dict) else None
@@ -139,11 +135,3 @@ def _message_time(message: object) -> datetime | None:
         return None
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
-
-def _epoch(value: object) -> datetime | None:
-    if type(value) is not int or value <= 0:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None

@@ -33,6 +33,7 @@ from typing import ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 
 __all__ = ["HISTORY_SESSION", "AntigravityProducer"]
 
@@ -59,7 +60,7 @@ class AntigravityProducer(FileProducer):
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
         """``~/.gemini/antigravity`` (IDE) and ``~/.gemini/antigravity-cli`` (CLI), from
         ``HOME``; roots that do not exist are returned too (the base tolerates them)."""
-        home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+        home = home_of(env)
         return [home / ".gemini" / "antigravity", home / ".gemini" / CLI_HOME]
 
     @classmethod

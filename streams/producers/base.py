@@ -145,7 +145,9 @@ class FileProducer:
         time for it (None the first time, or after a reset: then every record). Each record is
         published as one line, and the cursor is saved only once they all were. Raising
         ``OSError`` or ``ValueError`` (a database locked or half-written, a document caught
-        mid-write) skips the file this scan; it is read again at the next. Files of a source
+        mid-write) skips the file this scan; it is read again at the next. Any other exception
+        (a shape the producer did not expect) is logged once, naming the file, and skips it
+        the same way: the source's other files go on. Files of a source
         that overrides this are not limited by ``--since`` / ``--until``, which judge whole
         session files.
         """
@@ -307,6 +309,10 @@ class FileProducer:
             read = await asyncio.to_thread(self.records, path, pos.cursor if pos else None)
         except (OSError, ValueError) as exc:
             self._unreadable(key, OSError(str(exc)))
+            return 0
+        except Exception as exc:  # noqa: BLE001 - one file's unexpected shape stops no other
+            self._unreadable(key, OSError(f"cannot read its records ({type(exc).__name__}: "
+                                          f"{exc}); its other scans retry it"))
             return 0
         if read is None:
             return None

@@ -18,6 +18,7 @@ from typing import ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 
 __all__ = ["ClaudeCodeProducer"]
 
@@ -43,7 +44,7 @@ class ClaudeCodeProducer(FileProducer):
         configured = [p.strip() for p in env.get("CLAUDE_CONFIG_DIR", "").split(",")]
         dirs = [Path(p).expanduser() for p in configured if p]
         if not dirs:
-            home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+            home = home_of(env)
             dirs = [home / ".claude", home / ".config" / "claude"]
         return [d / "projects" for d in dirs]
 

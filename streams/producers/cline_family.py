@@ -30,13 +30,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
-from streams.producers.records import Record, changed, digest
+from streams.producers.homes import home_of
+from streams.producers.records import Record, changed, digest, epoch_ms
 
 __all__ = [
     "EDITOR_APPS", "ClineFamilyProducer", "ClineProducer", "KiloCodeProducer",
@@ -53,8 +54,7 @@ REMOTE_SERVERS = (".vscode-server", ".vscode-server-insiders")
 def editor_user_dirs(env: Mapping[str, str], platform: str = sys.platform) -> list[Path]:
     """The ``User`` folders of VS Code and its forks for ``platform`` (``sys.platform``
     values); Windows is also assumed whenever ``env`` holds ``APPDATA``."""
-    home_text = env.get("HOME", "").strip() or env.get("USERPROFILE", "").strip()
-    home = Path(home_text) if home_text else Path.home()
+    home = home_of(env, platform)
     portable = env.get("VSCODE_PORTABLE", "").strip()
     dirs = [Path(portable) / "user-data" / "User"] if portable else []
     appdata = env.get("APPDATA", "").strip()
@@ -142,7 +142,7 @@ def task_records(name: str, task_id: str, document: Any) -> list[Record]:
         seen[key] = seen.get(key, 0) + 1
         if seen[key] > 1:
             key = f"{key}#{seen[key]}"
-        records.append(_record(task_id, key, kind, index, element, _epoch(ts)))
+        records.append(_record(task_id, key, kind, index, element, epoch_ms(ts)))
     return records
 
 
@@ -151,14 +151,6 @@ def _record(session: str, key: str, kind: str, index: int, value: object,
     text = json.dumps({"kind": kind, "index": index, "value": value}, ensure_ascii=False)
     return Record(session_id=session, key=key, version=digest(text), text=text, at=at)
 
-
-def _epoch(value: object) -> datetime | None:
-    if type(value) is not int or value <= 0:
-        return None
-    try:
-        return datetime.fromtimestamp(value / 1000, UTC)
-    except (OverflowError, OSError, ValueError):
-        return None
 
 
 class ClineProducer(ClineFamilyProducer):
@@ -175,11 +167,7 @@ class ClineProducer(ClineFamilyProducer):
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
         """The editors' task folders, then the CLI's ``${CLINE_DIR:-~/.cline}/data/tasks``."""
         configured = env.get("CLINE_DIR", "").strip()
-        if configured:
-            cli = Path(configured).expanduser()
-        else:
-            home = env.get("HOME", "").strip() or env.get("USERPROFILE", "").strip()
-            cli = (Path(home) if home else Path.home()) / ".cline"
+        cli = Path(configured).expanduser() if configured else home_of(env) / ".cline"
         return [*super().default_roots(env), cli / "data" / TASKS]
 
     @classmethod

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 
 __all__ = ["CodexProducer"]
 
@@ -67,10 +68,7 @@ class CodexProducer(FileProducer):
         """``$CODEX_HOME`` (else ``~/.codex``) + ``/sessions`` and ``/archived_sessions``;
         roots that do not exist are returned too (the base tolerates them)."""
         configured = env.get("CODEX_HOME", "").strip()
-        if configured:
-            home = Path(configured).expanduser()
-        else:
-            home = (Path(env["HOME"]) if env.get("HOME") else Path.home()) / ".codex"
+        home = Path(configured).expanduser() if configured else home_of(env) / ".codex"
         return [home / "sessions", home / "archived_sessions"]
 
     @classmethod

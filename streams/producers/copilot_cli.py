@@ -35,6 +35,7 @@ from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 
 __all__ = ["CopilotCliProducer", "copilot_home"]
 
@@ -54,9 +55,7 @@ def copilot_home(env: Mapping[str, str], platform: str = sys.platform) -> Path:
     configured = env.get("COPILOT_HOME", "").strip()
     if configured:
         return Path(configured).expanduser()
-    keys = ("USERPROFILE", "HOME") if platform.startswith("win") else ("HOME", "USERPROFILE")
-    home = next((env[k] for k in keys if env.get(k, "").strip()), None)
-    return (Path(home) if home else Path.home()) / ".copilot"
+    return home_of(env, platform) / ".copilot"
 
 
 class CopilotCliProducer(FileProducer):

@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 from streams.producers.records import Record, changed, digest, sqlite_rows
 
 __all__ = ["CursorProducer", "cursor_home", "tree_children"]
@@ -50,9 +51,7 @@ def cursor_home(env: Mapping[str, str], platform: str = sys.platform) -> Path:
     configured = env.get("CURSOR_CONFIG_DIR", "").strip()
     if configured:
         return Path(configured).expanduser()
-    keys = ("USERPROFILE", "HOME") if platform.startswith("win") else ("HOME", "USERPROFILE")
-    home = next((env[k] for k in keys if env.get(k, "").strip()), None)
-    return (Path(home) if home else Path.home()) / ".cursor"
+    return home_of(env, platform) / ".cursor"
 
 
 class CursorProducer(FileProducer):

@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 
 __all__ = ["GeminiProducer"]
 
@@ -63,7 +64,7 @@ class GeminiProducer(FileProducer):
         configured = env.get("GEMINI_CLI_HOME", "").strip()
         if configured:
             return [Path(configured).expanduser() / ".gemini" / "tmp"]
-        home = Path(env["HOME"]) if env.get("HOME") else Path.home()
+        home = home_of(env)
         return [home / ".gemini" / "tmp"]
 
     @classmethod

@@ -37,6 +37,7 @@ from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import data_home
 from streams.producers.records import Record, changed, digest, sqlite_rows
 
 __all__ = ["GooseProducer"]
@@ -67,10 +68,7 @@ class GooseProducer(FileProducer):
             return [Path(override) / "data" / "sessions"]
         if _windows(env) and env.get("APPDATA"):
             return [Path(env["APPDATA"]) / "Block" / "goose" / "data" / "sessions"]
-        data = env.get("XDG_DATA_HOME", "").strip()
-        home = env.get("HOME") or env.get("USERPROFILE")
-        base = Path(data) if data else (Path(home) if home else Path.home()) / ".local" / "share"
-        return [base / "goose" / "sessions"]
+        return [data_home(env) / "goose" / "sessions"]
 
     @classmethod
     def claims(cls, root: Path) -> bool:

@@ -31,6 +31,7 @@ from typing import ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 
 __all__ = ["KimiCliProducer"]
 
@@ -53,7 +54,7 @@ class KimiCliProducer(FileProducer):
         """``$KIMI_SHARE_DIR/sessions`` when set, else ``~/.kimi/sessions`` (``~`` being
         ``$HOME``, or ``%USERPROFILE%`` on Windows); returned even when missing."""
         configured = env.get("KIMI_SHARE_DIR", "").strip()
-        share = Path(configured).expanduser() if configured else _home(env) / ".kimi"
+        share = Path(configured).expanduser() if configured else home_of(env) / ".kimi"
         return [share / "sessions"]
 
     @classmethod
@@ -78,11 +79,3 @@ class KimiCliProducer(FileProducer):
             return folder.parent.parent.name, "subagent", folder.name
         return folder.name, "main", None
 
-
-def _home(env: Mapping[str, str]) -> Path:
-    """``Path.home()`` as kimi-cli sees it: ``$HOME``, else ``%USERPROFILE%`` (Windows)."""
-    for name in ("HOME", "USERPROFILE"):
-        value = env.get(name, "").strip()
-        if value:
-            return Path(value)
-    return Path.home()

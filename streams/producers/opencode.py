@@ -34,13 +34,13 @@ import json
 import logging
 import re
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
-from streams.producers.records import Record, digest, sqlite_rows
+from streams.producers.homes import data_home
+from streams.producers.records import Record, digest, epoch_ms, sqlite_rows
 
 __all__ = ["OpenCodeProducer"]
 
@@ -74,10 +74,7 @@ class OpenCodeProducer(FileProducer):
     def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
         """``$XDG_DATA_HOME/opencode`` (else ``<home>/.local/share/opencode``, the home being
         ``HOME``, else ``USERPROFILE``), plus the folder of an absolute ``$OPENCODE_DB``."""
-        data = env.get("XDG_DATA_HOME", "").strip()
-        home = env.get("HOME") or env.get("USERPROFILE")
-        base = Path(data) if data else (Path(home) if home else Path.home()) / ".local" / "share"
-        roots = [base / "opencode"]
+        roots = [data_home(env) / "opencode"]
         db = env.get("OPENCODE_DB", "").strip()
         if db and db != ":memory:" and Path(db).is_absolute() and Path(db).parent not in roots:
             roots.append(Path(db).parent)
@@ -182,7 +179,7 @@ def _record(key: str, obj: dict[str, Any], own: str, parents: Mapping[str, str |
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     root = _root(own, parents)
     kind: FileKind = "main" if root == own else "subagent"
-    return Record(session_id=root, key=key, version=digest(text), text=text, at=_at(at_ms),
+    return Record(session_id=root, key=key, version=digest(text), text=text, at=epoch_ms(at_ms),
                   file_kind=kind, agent_id=None if root == own else own)
 
 
@@ -195,15 +192,6 @@ def _root(session_id: str, parents: Mapping[str, str | None]) -> str:
         current = parent
         seen.add(parent)
     return current
-
-
-def _at(ms: object) -> datetime | None:
-    if type(ms) is int and ms > 0:
-        try:
-            return datetime.fromtimestamp(ms / 1000, UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
-    return None
 
 
 # -- the legacy JSON files ---------------------------------------------------------------------

@@ -27,22 +27,13 @@ from typing import ClassVar
 
 from schemas.file_changes import FileKind
 from streams.producers.base import FileProducer
+from streams.producers.homes import home_of
 
-__all__ = ["QwenCodeProducer", "home_dir"]
+__all__ = ["QwenCodeProducer"]
 
 CHATS = "chats"
 GEMINI_PREFIX = "session-"  # Gemini CLI's chat names; Qwen Code names a chat by its session id
 SKIPPED_DIRS = frozenset({"tool-outputs", "node_modules", ".git"})
-
-
-def home_dir(env: Mapping[str, str]) -> Path:
-    """The user's home as Node's ``os.homedir()`` and Python's ``Path.home()`` find it:
-    ``$HOME``, else ``%USERPROFILE%`` (Windows sets only that), else this process's home."""
-    for name in ("HOME", "USERPROFILE"):
-        value = env.get(name, "").strip()
-        if value:
-            return Path(value)
-    return Path.home()
 
 
 class QwenCodeProducer(FileProducer):
@@ -63,7 +54,7 @@ class QwenCodeProducer(FileProducer):
             configured = env.get(name, "").strip()
             if configured:
                 return [_expand(configured, env) / "projects"]
-        return [home_dir(env) / ".qwen" / "projects"]
+        return [home_of(env) / ".qwen" / "projects"]
 
     @classmethod
     def claims(cls, root: Path) -> bool:
@@ -99,5 +90,5 @@ def _is_chat(path: Path) -> bool:
 def _expand(value: str, env: Mapping[str, str]) -> Path:
     """``~`` and ``~/…`` against the env's home, as Qwen Code expands its overrides."""
     if value == "~" or value.startswith(("~/", "~\\")):
-        return home_dir(env) / value[2:]
+        return home_of(env) / value[2:]
     return Path(value)

@@ -26,13 +26,13 @@ import hashlib
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
 from schemas.file_changes import FileKind
 
-__all__ = ["SIDECARS", "Record", "changed", "digest", "sqlite_rows"]
+__all__ = ["SIDECARS", "Record", "changed", "digest", "epoch_ms", "sqlite_rows"]
 
 SIDECARS = ("-wal", "-journal")
 """Files beside a SQLite database that change when it does (its write-ahead log, its rollback
@@ -81,6 +81,17 @@ def changed(records: Iterable[Record], cursor: str | None) -> tuple[list[Record]
         if token not in seen:
             fresh.append(record)
     return fresh, "".join(sorted(set(tokens)))
+
+
+def epoch_ms(value: object) -> datetime | None:
+    """Epoch milliseconds (an int above 0), as the agents date their rows and messages, as an
+    aware UTC time for :attr:`Record.at`; None for anything else or out of range."""
+    if type(value) is not int or value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def sqlite_rows(path: Path, sql: str, params: Sequence[object] = ()) -> list[sqlite3.Row]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-import sqlite3
 import subprocess
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ import asyncpg
 import neo4j
 import pytest
 
+from app.demo_commands import build_databases
 from projections.otel.metrics import provider_of, read_snapshot
 from projections.postgres.session_schema import owned
 from tests.conftest import fresh_database
@@ -64,15 +64,8 @@ def _write_sample(sample: Path, target: Path, ids: dict[str, str]) -> None:
             data = data.replace(old.encode(), new.encode())
         out = target / relative
         out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix == ".sql":
-            conn = sqlite3.connect(out.with_suffix(""))
-            try:
-                conn.executescript(data.decode())
-                conn.commit()
-            finally:
-                conn.close()
-        else:
-            out.write_bytes(data)
+        out.write_bytes(data)
+    build_databases(target)
 
 
 def _fresh(ids: list[str]) -> dict[str, str]:

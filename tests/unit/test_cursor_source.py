@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from agents.parsers.cursor import decide
+from app.demo_commands import build_databases
 from schemas.events import SessionEvent
 from schemas.file_changes import FileChanged, FileLine, file_line_event
 from streams.errors import InvalidEvent
@@ -55,12 +55,7 @@ def home(tmp_path: Path) -> Path:
     """The sample tree with every ``X.sql`` run into the SQLite database ``X``."""
     target = tmp_path / ".cursor"
     shutil.copytree(HOME, target)
-    for script in target.rglob("*.sql"):
-        conn = sqlite3.connect(script.with_suffix(""))
-        conn.executescript(script.read_text())
-        conn.commit()
-        conn.close()
-        script.unlink()
+    build_databases(target)
     return target
 
 

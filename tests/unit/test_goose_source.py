@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from agents.parsers.goose import decide
+from app.demo_commands import build_databases
 from schemas.events import UsageReported
 from schemas.file_changes import FileChanged, FileLine, file_line_event
 from streams.errors import InvalidEvent
@@ -38,11 +39,7 @@ def root(tmp_path: Path) -> Path:
     """The sample session folder with ``sessions.db`` built from its script."""
     target = tmp_path / "sessions"
     shutil.copytree(SAMPLES / "sessions", target)
-    script = target / "sessions.db.sql"
-    conn = sqlite3.connect(target / "sessions.db")
-    conn.executescript(script.read_text())
-    conn.close()
-    script.unlink()
+    build_databases(target)
     return target
 
 

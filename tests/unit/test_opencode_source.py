@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from agents.parsers.opencode import decide
+from app.demo_commands import build_databases
 from schemas.events import SessionEvent, UsageReported
 from schemas.file_changes import FileChanged, FileLine, file_line_event
 from streams.errors import InvalidEvent
@@ -38,11 +39,7 @@ def root(tmp_path: Path) -> Path:
     """The sample data directory with ``opencode.db`` built from its script."""
     target = tmp_path / "opencode"
     shutil.copytree(SAMPLES / "opencode", target)
-    script = target / "opencode.db.sql"
-    conn = sqlite3.connect(target / "opencode.db")
-    conn.executescript(script.read_text())
-    conn.close()
-    script.unlink()
+    build_databases(target)
     return target
 
 

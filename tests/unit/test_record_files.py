@@ -243,3 +243,13 @@ async def test_the_next_scan_comes_early_while_a_record_file_settles(
     os.utime(db)  # changed just now
     await producer.scan_once()
     assert producer.next_rescan < 2 < producer.rescan_interval
+
+
+async def test_a_file_whose_records_fail_unexpectedly_stops_no_other(
+        tmp_path: Path, published: list[FileChanged], caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "root").mkdir()
+    (tmp_path / "root" / "bad.json").write_text(json.dumps({"id": "t1"}))  # no "messages"
+    (tmp_path / "root" / "good.json").write_text(json.dumps({"id": "t2", "messages": [{}]}))
+    assert await _producer(tmp_path, published).scan_once() == 1
+    assert {e.session_id for e in published} == {"t2"}
+    assert "bad.json" in caplog.text and "KeyError" in caplog.text
