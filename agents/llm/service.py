@@ -83,7 +83,9 @@ class LlmSummarizer:
         try:
             reply = await self.client.complete(system, user)
         except LlmError as exc:
-            return self._failed(envelope, failed_tries + 1, exc, now)
+            # Retry-After counts from when the answer came (RFC 9110 10.2.3), not from the
+            # request: a slow 429 must not shorten the wait the server asked for.
+            return self._failed(envelope, failed_tries + 1, exc, self.clock())
         self.breaker.succeeded()
         record = with_llm(envelope, reply.text, reply.model, self.client.provider, self.clock())
         self.memory.remember(record)

@@ -264,6 +264,21 @@ async def test_auth_errors_are_dead_at_once_and_the_last_retry_gives_up() -> Non
     await service.client.close()
 
 
+async def test_retry_after_counts_from_the_answer_not_from_the_request() -> None:
+    times = iter([NOW, NOW + timedelta(seconds=3)])  # the 429 came 3 s after the request
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return _answer(429, {"error": {"message": "slow"}}, **{"Retry-After": "10"})
+
+    service, _ = _service(handler, Clock(), delays=[1.0])
+    service.clock = lambda: next(times)
+    await service.client.open()
+    outcome = await service.attempt(closed_summary())
+    assert outcome.retry is not None and outcome.retry.error_type == "rate_limit"
+    assert outcome.retry.due_at == NOW + timedelta(seconds=13)
+    await service.client.close()
+
+
 # -- prompts and settings ------------------------------------------------------------------------
 
 def test_prompts_fill_the_summary_and_come_from_files(tmp_path: Path) -> None:
