@@ -27,7 +27,9 @@ copied the shared part from the other, from what a copy cannot have:
 A session's origin (``resumed_from``) is the session it copied from that shares the most facts
 with it (its nearest ancestor: a resume of a resume copies the chain again), and everything the
 session holds up to the newest fact it shares with that origin is the copied prefix
-(``copied_until``): its prompts, responses, tool calls and files there belong to the origin.
+(``copied_until``): its prompts, responses, tool calls and files there belong to the origin
+(and its sub-agents' rows there too where the main file echoes them:
+:data:`ECHOED_SUBAGENT_SOURCES`).
 The rule reads only the facts, never the order they arrived in, so any arrival order of the
 files (backfill, live tail, two workers) gives the same owner. Pure: no I/O.
 """
@@ -38,13 +40,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-__all__ = ["CROSS_SESSION_SOURCES", "Lineage", "SessionFacts", "copied_from", "lineages"]
+__all__ = ["CROSS_SESSION_SOURCES", "ECHOED_SUBAGENT_SOURCES", "Lineage", "SessionFacts",
+           "copied_from", "lineages"]
 
 # Sources whose usage keys name one API response across every session (Claude's
 # ``message.id:requestId``, Kimi CLI's ``message_id``, the provider's response id that
 # ``/fork`` and ``/undo`` copy); Codex keys are cumulative counters, equal across sessions only
 # inside a declared fork family.
 CROSS_SESSION_SOURCES = frozenset({"claude-code", "kimi-cli"})
+
+# Sources whose main file also holds its sub-agents' records (Kimi CLI echoes every sub-agent
+# event into the parent's ``wire.jsonl`` as ``SubagentEvent``), so a copy of the main file
+# copies them too: a sub-agent's rows up to a session's ``copied_until`` belong to its origin
+# like the main file's. Elsewhere sub-agents live in files of their own, which no resume or
+# fork copies, so their rows are never part of a copied prefix.
+ECHOED_SUBAGENT_SOURCES = frozenset({"kimi-cli"})
 
 
 @dataclass(frozen=True)

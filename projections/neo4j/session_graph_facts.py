@@ -21,13 +21,14 @@ for the main session (a sub-agent's larger report of it, as in Postgres, for the
 Then the aggregate relationships (``USED_TOOL``, ``TOUCHED``, ``USED_MODEL``) of every session
 the batch touched, a fact moved away from, or whose lineage changed are deleted and derived
 again from those nodes (:func:`recompute_aggregates`), leaving out what a session copied from
-its origin.
+its origin (a sub-agent node's too, where the main file echoes its sub-agents).
 """
 
 from __future__ import annotations
 
 import neo4j
 
+from projections.lineage import ECHOED_SUBAGENT_SOURCES
 from projections.neo4j.base import run_rows
 from projections.neo4j.session_graph_batch import GraphBatch, Row
 
@@ -62,6 +63,15 @@ UPSERT_FILE_ACCESSES = _upsert_fact("FileAccess", "HAS_FILE_ACCESS", _EARLIER)
 UPSERT_RESPONSES = _upsert_fact("Response", "HAS_RESPONSE", """row.props.total > f.total
     OR (row.props.total = f.total AND (agent < held OR (agent = held
         AND (row.props.at < f.at OR (row.props.at = f.at AND row.props.model < f.model)))))""")
+# The end of the prefix a session node copied: its own ``copied_until``; for a sub-agent node of
+# a source whose main file echoes its sub-agents (ECHOED_SUBAGENT_SOURCES), its main session's.
+_UNTIL = f"""WITH DISTINCT s
+OPTIONAL MATCH (root:Session)-[:SPAWNED*1..]->(s)
+WHERE s.agent_id IS NOT NULL AND s.source IN {sorted(ECHOED_SUBAGENT_SOURCES)!r}
+  AND root.agent_id IS NULL
+WITH s, max(properties(root).copied_until) AS inherited
+WITH s, coalesce(properties(s).copied_until, inherited) AS until
+"""
 # Each RECOMPUTE gets the ids of the sessions the batch touched or whose lineage changed, drops
 # their aggregate relationships and derives them again from the keyed fact nodes, leaving out
 # the facts a session copied from its origin (at or before its copied_until). (properties(s)
@@ -71,33 +81,30 @@ UNWIND $rows AS id
 MATCH (s:Session {id: id})
 OPTIONAL MATCH (s)-[old:USED_TOOL]->(:Tool)
 DELETE old
-WITH DISTINCT s, properties(s).copied_until AS until
-MATCH (s)-[:HAS_TOOL_CALL]->(c:ToolCall)
+{until}MATCH (s)-[:HAS_TOOL_CALL]->(c:ToolCall)
 WHERE until IS NULL OR c.at > until
 WITH s, c.name AS name, count(c) AS calls
 MERGE (t:Tool {name: name})
 CREATE (s)-[:USED_TOOL {count: calls}]->(t)
-"""
+""".replace("{until}", _UNTIL)
 RECOMPUTE_FILES = """
 UNWIND $rows AS id
 MATCH (s:Session {id: id})
 OPTIONAL MATCH (s)-[old:TOUCHED]->(:File)
 DELETE old
-WITH DISTINCT s, properties(s).copied_until AS until
-MATCH (s)-[:HAS_FILE_ACCESS]->(a:FileAccess)
+{until}MATCH (s)-[:HAS_FILE_ACCESS]->(a:FileAccess)
 WHERE until IS NULL OR a.at > until
 WITH s, a.path AS path, sum(CASE a.access WHEN 'read' THEN 1 ELSE 0 END) AS reads,
      sum(CASE a.access WHEN 'write' THEN 1 ELSE 0 END) AS writes
 MERGE (f:File {path: path})
 CREATE (s)-[:TOUCHED {reads: reads, writes: writes}]->(f)
-"""
+""".replace("{until}", _UNTIL)
 RECOMPUTE_MODELS = """
 UNWIND $rows AS id
 MATCH (s:Session {id: id})
 OPTIONAL MATCH (s)-[old:USED_MODEL]->(:Model)
 DELETE old
-WITH DISTINCT s, properties(s).copied_until AS until
-MATCH (s)-[:HAS_RESPONSE]->(r:Response)
+{until}MATCH (s)-[:HAS_RESPONSE]->(r:Response)
 WHERE until IS NULL OR r.at > until
 WITH s, r.model AS model, sum(r.total) AS tokens, sum(r.input) AS input,
      sum(r.output) AS output, sum(r.cache_creation) AS cache_creation,
@@ -106,7 +113,7 @@ MERGE (m:Model {name: model})
 CREATE (s)-[:USED_MODEL {tokens: tokens, input: input, output: output,
                          cache_creation: cache_creation, cache_read: cache_read,
                          responses: responses}]->(m)
-"""
+""".replace("{until}", _UNTIL)
 
 # Per kind of fact: its upsert and the recompute of the aggregates derived from it.
 _KINDS = [(UPSERT_TOOL_CALLS, RECOMPUTE_TOOLS), (UPSERT_FILE_ACCESSES, RECOMPUTE_FILES),

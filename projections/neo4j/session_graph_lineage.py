@@ -7,10 +7,11 @@ exactly as the Postgres store does, into ``resumed_from`` (the origin, unless it
 declared ``forked_from``) and ``copied_until``, with exactly one ``RESUMED_FROM`` and one
 ``FORKED_FROM`` edge per session. A main session's tool calls, file accesses and responses
 timed at or before its ``copied_until`` belong to its origin and are left out of its aggregates
-(:mod:`projections.neo4j.session_graph_facts`). Every batch first writes one bookkeeping node,
-``(:LineageLock {id: 1})`` (:data:`LOCK_LINEAGE`), whose write lock (held until commit)
-serializes the batches of several workers, so no lineage is decided without the other
-worker's facts.
+(:mod:`projections.neo4j.session_graph_facts`), and so do its sub-agent nodes' where the main
+file echoes its sub-agents (:data:`~projections.lineage.ECHOED_SUBAGENT_SOURCES`). Every batch
+first writes one bookkeeping node, ``(:LineageLock {id: 1})`` (:data:`LOCK_LINEAGE`), whose
+write lock (held until commit) serializes the batches of several workers, so no lineage is
+decided without the other worker's facts.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 
 import neo4j
 
-from projections.lineage import SessionFacts, lineages
+from projections.lineage import ECHOED_SUBAGENT_SOURCES, SessionFacts, lineages
 from projections.neo4j.base import run_rows
 
 __all__ = ["CODEX_KEY_PREFIX", "LOCK_LINEAGE", "relink"]
@@ -89,6 +90,13 @@ RETURN s.id AS id, p.source AS source, p.session_kind AS session_kind,
        [(s)-[:FORKED_FROM]->(o:Session) | o.id] AS forked_edges,
        COUNT { MATCH (parent:Session {id: s.forked_from}) } > 0 AS parent_known
 """
+# The sub-agent nodes whose copied prefix follows their main session's (the aggregates of both
+# are derived again when the main session's lineage changes).
+ECHOED_SUBAGENTS = f"""
+MATCH (s:Session)-[:SPAWNED*1..]->(c:Session)
+WHERE s.id IN $ids AND c.source IN {sorted(ECHOED_SUBAGENT_SOURCES)!r}
+RETURN DISTINCT c.id AS id
+"""
 # The decided lineage, and exactly one RESUMED_FROM (the decided origin, unless it is the
 # declared parent) and one FORKED_FROM (the declared parent, once its node exists) per session.
 UPDATE_LINEAGE = """
@@ -116,7 +124,8 @@ async def relink(tx: neo4j.AsyncManagedTransaction, ids: list[str],
     """Re-decide the lineage of every main session related to the sessions ``ids`` (sharing
     one of the usage ``keys``, or a declared or decided origin) as the Postgres store does,
     store it with its ``RESUMED_FROM``/``FORKED_FROM`` edges, and return the sessions whose
-    ``(resumed_from, copied_until)`` changed.
+    ``(resumed_from, copied_until)`` changed, with their sub-agent nodes where the main file
+    echoes its sub-agents.
 
     Only sessions with something shared are looked at, so a batch of ordinary sessions
     costs one indexed lookup of its usage keys."""
@@ -154,6 +163,9 @@ async def relink(tx: neo4j.AsyncManagedTransaction, ids: list[str],
         updates.append({"id": sid, "resumed_from": resumed,
                         "copied_until": lineage.copied_until, "forked_from": r["forked_from"]})
     await run_rows(tx, UPDATE_LINEAGE, updates)
+    if changed:
+        echoed = await (await tx.run(ECHOED_SUBAGENTS, ids=sorted(changed))).data()
+        changed |= {r["id"] for r in echoed}
     return changed
 
 

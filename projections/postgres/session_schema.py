@@ -13,15 +13,19 @@ session, model and day) and the metrics use to leave them out.
 
 from __future__ import annotations
 
+from projections.lineage import ECHOED_SUBAGENT_SOURCES
+
 __all__ = ["DDL", "RECOMPUTE", "TABLES", "owned"]
 
 
 def owned(row: str, session: str = "s") -> str:
     """SQL: the row (alias ``row``, with ``agent_id`` and ``at``) belongs to its session (alias
-    ``session``): it is not in the prefix the session copied from its origin (sub-agent files
-    are never copied)."""
-    return (f"({row}.agent_id IS NOT NULL OR {session}.copied_until IS NULL"
-            f" OR {row}.at > {session}.copied_until)")
+    ``session``, a ``sessions`` row, or all NULL from an outer join): it is not in the prefix
+    the session copied from its origin. A sub-agent's row is never copied, except where the
+    main file echoes the sub-agents (:data:`~projections.lineage.ECHOED_SUBAGENT_SOURCES`)."""
+    echoed = ", ".join(f"'{source}'" for source in sorted(ECHOED_SUBAGENT_SOURCES))
+    return (f"(({row}.agent_id IS NOT NULL AND {session}.source NOT IN ({echoed}))"
+            f" OR {session}.copied_until IS NULL OR {row}.at > {session}.copied_until)")
 
 
 DDL = [
@@ -155,7 +159,8 @@ UPDATE sessions s SET
     prompts = (SELECT count(*) FROM messages m WHERE m.session_id = s.id AND m.role = 'user'
                AND NOT m.is_meta AND m.agent_id IS NULL AND {_MINE}),
     subagent_prompts = (SELECT count(*) FROM messages m WHERE m.session_id = s.id
-                        AND m.role = 'user' AND NOT m.is_meta AND m.agent_id IS NOT NULL),
+                        AND m.role = 'user' AND NOT m.is_meta AND m.agent_id IS NOT NULL
+                        AND {_MINE}),
     assistant_messages = (SELECT count(*) FROM messages m
                           WHERE m.session_id = s.id AND m.role = 'assistant' AND {_MINE}),
     first_prompt = (SELECT m.content->>'text' FROM messages m WHERE m.session_id = s.id

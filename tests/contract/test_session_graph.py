@@ -8,8 +8,9 @@ a partial redelivery, a dead-lettered record only moves the position, a replay i
 rebuilds the identical graph, forgetting positions keeps the graph, a closed port is
 ``ProjectionUnavailable``. Then cross-file lineage (projections.lineage), as the Postgres store
 decides it: a chained Claude resume and a declared Codex fork count each response, tool call and
-file once, for the session that wrote it, in any arrival order, and a sub-agent file is linked
-to its session by where it lives.
+file once, for the session that wrote it, in any arrival order, a Kimi fork leaves the
+sub-agent steps its copied log echoes to its origin, and a sub-agent file is linked to its
+session by where it lives.
 """
 
 from __future__ import annotations
@@ -433,6 +434,55 @@ async def test_a_codex_fork_counts_only_its_own_usage(
         await graph.reset()
         offset = 0
         for session in order:
+            offset += await graph.apply_batch(records(files[session], start=offset))
+        assert await per_session(neo4j_driver) == expected, order
+
+
+def kimi_fork() -> dict[str, list[SessionEvent]]:
+    """Kimi CLI session K1 ran sub-agent ex1, whose steps K1's wire log echoes; K2 is a
+    ``/fork`` of K1: K1's lines copied byte for byte (the echoes too), then a turn of its own."""
+    def copied(session: str) -> list[SessionEvent]:
+        return [
+            _line(SessionContext(cwd="/work/k"), 0, session, "kimi-cli"),
+            _line(ToolCalled(tool_use_id="tool_a1", name="Agent"), 1, session, "kimi-cli"),
+            _line(ToolCalled(tool_use_id="tool_g1", name="Grep", agent_id="ex1"), 2, session,
+                  "kimi-cli"),
+            _line(usage("chatcmpl-s1", "kimi-k2", agent_id="ex1", input_tokens=30,
+                        output_tokens=3), 2, session, "kimi-cli"),
+            _line(usage("chatcmpl-1", "kimi-k2", input_tokens=10, output_tokens=1), 3, session,
+                  "kimi-cli"),
+        ]
+
+    return {"K1": copied("K1"),
+            "K2": [*copied("K2"),
+                   _line(ToolCalled(tool_use_id="tool_r9", name="Read"), 20, "K2", "kimi-cli"),
+                   _line(usage("chatcmpl-9", "kimi-k2", input_tokens=50, output_tokens=5), 20,
+                         "K2", "kimi-cli")]}
+
+
+async def test_a_kimi_fork_leaves_the_sub_agent_steps_it_copied_to_its_origin(
+        graph: SessionGraph, neo4j_driver: neo4j.AsyncDriver) -> None:
+    # Kimi echoes a sub-agent's steps into the main file, so a fork copies them: they count
+    # for the origin's sub-agent only, not again for the fork's.
+    files = kimi_fork()
+    expected = {
+        "sessions": [
+            {"id": "K1", "resumed_from": None, "forked_from": None, "copied_until": None},
+            {"id": "K1:ex1", "resumed_from": None, "forked_from": None, "copied_until": None},
+            {"id": "K2", "resumed_from": "K1", "forked_from": None, "copied_until": at(3)},
+            {"id": "K2:ex1", "resumed_from": None, "forked_from": None, "copied_until": None}],
+        "USED_MODEL": [("K1", "kimi-k2", _opus(11, 1, 10, 1)),
+                       ("K1:ex1", "kimi-k2", _opus(33, 1, 30, 3)),
+                       ("K2", "kimi-k2", _opus(55, 1, 50, 5))],
+        "USED_TOOL": [("K1", "Agent", {"count": 1}), ("K1:ex1", "Grep", {"count": 1}),
+                      ("K2", "Read", {"count": 1})],
+        "TOUCHED": [], "RESUMED_FROM": [("K2", "K1", {})], "FORKED_FROM": [],
+        "SPAWNED": [("K1", "K1:ex1", {}), ("K2", "K2:ex1", {})],
+    }
+    for order in ["K1K2", "K2K1"]:
+        await graph.reset()
+        offset = 0
+        for session in (order[:2], order[2:]):  # one batch per file
             offset += await graph.apply_batch(records(files[session], start=offset))
         assert await per_session(neo4j_driver) == expected, order
 

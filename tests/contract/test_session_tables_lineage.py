@@ -4,7 +4,8 @@ A resume copies its origin's chain (same message keys, timestamps and prompts) a
 resume of the resume copies it again. Every response and prompt counts once, for the session
 that first wrote it, in ``sessions``, in the ``usage`` view and in what the metrics read,
 whatever order the files arrive in and however the records are cut into batches. A Codex fork
-that declares its parent drops the replayed prefix; a sub-agent file is linked by where it is.
+that declares its parent drops the replayed prefix; a Kimi fork leaves the sub-agent steps its
+copied log echoes to its origin; a sub-agent file is linked by where it is.
 """
 
 from __future__ import annotations
@@ -161,6 +162,43 @@ async def test_a_codex_fork_drops_the_history_it_replays(pg_dsn: str) -> None:
     assert rows["F"]["output_tokens"] == 50 and rows["F"]["forked_from"] == "P"
     assert rows["F"]["resumed_from"] is None
     assert rows["P"]["output_tokens"] == 300 and rows["S"]["output_tokens"] == 100
+
+
+async def test_a_kimi_fork_leaves_the_sub_agent_steps_it_copied_to_its_origin(
+        pg_dsn: str) -> None:
+    # Kimi CLI echoes a sub-agent's steps into the main wire log, so a /fork copies them with
+    # the rest: they count for the origin (where the sub-agent ran), not again for the fork.
+    def kimi(sid: str, payload: EventPayload, n: int) -> SessionEvent:
+        return ev(sid, payload, n, "kimi-cli")
+
+    def copied(sid: str) -> list[SessionEvent]:
+        return [
+            kimi(sid, UserPrompted(text="go", line_uuid="u1", timestamp=at(1)), 1),
+            kimi(sid, UsageReported(message_key="chatcmpl-1", model=MODEL, input_tokens=10,
+                                    output_tokens=100, line_uuid="s1", timestamp=at(1)), 2),
+            kimi(sid, UserPrompted(text="look", agent_id="ex1", line_uuid="x0",
+                                   timestamp=at(2)), 3),
+            kimi(sid, ToolCalled(tool_use_id="tool_g1", name="Grep", agent_id="ex1",
+                                 message_key="chatcmpl-s1", line_uuid="x1", timestamp=at(2)), 4),
+            kimi(sid, UsageReported(message_key="chatcmpl-s1", model=MODEL, input_tokens=10,
+                                    output_tokens=20, agent_id="ex1", line_uuid="x2",
+                                    timestamp=at(2)), 5),
+            kimi(sid, UsageReported(message_key="chatcmpl-2", model=MODEL, input_tokens=10,
+                                    output_tokens=30, line_uuid="s2", timestamp=at(3)), 6),
+        ]
+
+    fork = [*copied("K2"),
+            kimi("K2", UserPrompted(text="more", line_uuid="u9", timestamp=at(10)), 9),
+            kimi("K2", UsageReported(message_key="chatcmpl-9", model=MODEL, input_tokens=1,
+                                     output_tokens=7, line_uuid="s9", timestamp=at(10)), 10)]
+    for files in ([copied("K1"), fork], [fork, copied("K1")]):
+        await project(pg_dsn, files)
+        rows = await per_session(pg_dsn)
+        assert rows == {"K1": (1, 1, 150, 180, None), "K2": (1, 0, 7, 8, "K1")}
+        metrics = await fetch(pg_dsn, USAGE_SQL)
+        assert sum(r["output"] for r in metrics) == 157  # four responses, once each
+        prompts = await fetch(pg_dsn, "SELECT id, subagent_prompts FROM sessions ORDER BY id")
+        assert [tuple(r) for r in prompts] == [("K1", 1), ("K2", 0)]
 
 
 async def test_a_sub_agent_file_is_linked_by_where_it_lives(pg_dsn: str) -> None:
