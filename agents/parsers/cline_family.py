@@ -42,6 +42,7 @@ from agents.parsers.lines import (
     Obj,
     as_obj,
     as_str,
+    blocks_text,
     clip,
     decide_lines,
     parse_time,
@@ -193,7 +194,7 @@ def _user_blocks(blocks: list[Obj], common: Common) -> list[EventPayload]:
     payloads: list[EventPayload] = []
     for block in blocks:
         if block.get("type") == "tool_result" and as_str(block.get("tool_use_id")):
-            content, truncated = clip(_text(block.get("content")))
+            content, truncated = clip(blocks_text(block.get("content")))
             payloads.append(ToolResulted(
                 tool_use_id=block["tool_use_id"], is_error=block.get("is_error") is True,
                 content=content, truncated=truncated,
@@ -229,14 +230,6 @@ def _xml_calls(text: str) -> list[tuple[str, Obj]]:
             args = {m[1]: m[2].strip() for m in XML_CALL.finditer(found[2])}
             calls.append((found[1], args))
     return calls
-
-
-def _text(value: object) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "\n".join(as_str(as_obj(v).get("text")) or "" for v in value)
-    return "" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 # -- task_metadata.json ------------------------------------------------------------------------

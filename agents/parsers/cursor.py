@@ -33,6 +33,7 @@ from agents.parsers.lines import (
     Obj,
     as_obj,
     as_str,
+    blocks_text,
     clip,
     decide_lines,
     parse_time,
@@ -207,16 +208,10 @@ def _results(content: Any, agent_id: str | None) -> list[EventPayload]:
         if part.get("type") not in ("tool-result", "tool_result") or not call_id:
             continue
         failed = part.get("isError") is True or part.get("is_error") is True
-        body, truncated = clip(_result_text(part.get("result", part.get("content"))))
+        body, truncated = clip(blocks_text(part.get("result", part.get("content"))))
         payloads.append(ToolResulted(tool_use_id=call_id, is_error=failed, content=body,
                                      truncated=truncated, agent_id=agent_id,
                                      line_uuid=f"{call_id}:result"))
     return payloads
 
 
-def _result_text(result: Any) -> str:
-    if isinstance(result, str):
-        return result
-    if isinstance(result, list):
-        return "\n".join(as_str(as_obj(item).get("text")) or "" for item in result)
-    return "" if result is None else json.dumps(result, ensure_ascii=False)

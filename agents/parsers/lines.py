@@ -27,8 +27,8 @@ from streams.errors import InvalidEvent
 
 __all__ = [
     "MAX_RAW_CHARS", "MAX_TEXT_CHARS", "Common", "JsonTooDeep", "Obj", "as_obj", "as_str",
-    "clip", "decide_lines", "load_json", "load_line", "parse_time", "timestamp_of",
-    "token_count", "where",
+    "blocks_text", "clip", "decide_lines", "load_json", "load_line", "parse_time",
+    "timestamp_of", "token_count", "where",
 ]
 
 Obj = dict[str, Any]
@@ -250,3 +250,14 @@ def token_count(value: object) -> int:
 
 def as_obj(value: object) -> Obj:
     return value if isinstance(value, dict) else {}
+
+
+def blocks_text(value: object) -> str:
+    """A tool result or message content as text: a string as is, a list of blocks by their
+    ``text`` fields (one per line; a block without one gives an empty line), null as ``''``,
+    anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(as_str(as_obj(block).get("text")) or "" for block in value)
+    return "" if value is None else json.dumps(value, ensure_ascii=False)

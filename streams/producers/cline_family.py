@@ -190,11 +190,6 @@ class RooCodeProducer(ClineFamilyProducer):
         "~/.config/Code/User/globalStorage/rooveterinaryinc.roo-cline/tasks")
     rank: ClassVar[int] = 75
 
-    @classmethod
-    def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
-        """The ``tasks`` folder of the extension in every editor user dir."""
-        return super().default_roots(env)
-
 
 class KiloCodeProducer(ClineFamilyProducer):
     """Kilo Code's legacy tasks (VS Code extension ``kilocode.kilo-code``)."""
@@ -205,8 +200,3 @@ class KiloCodeProducer(ClineFamilyProducer):
         "Kilo Code (legacy) tasks in VS Code's globalStorage/kilocode.kilo-code")
     example_root: ClassVar[str] = "~/.config/Code/User/globalStorage/kilocode.kilo-code/tasks"
     rank: ClassVar[int] = 76
-
-    @classmethod
-    def default_roots(cls, env: Mapping[str, str]) -> list[Path]:
-        """The ``tasks`` folder of the extension in every editor user dir."""
-        return super().default_roots(env)
